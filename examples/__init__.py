@@ -1,0 +1,1 @@
+"""Example agents governed by Charter, installed as the ``charter_examples`` package."""

@@ -1,0 +1,24 @@
+"""The ``charter`` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from charter.cli import audit, demo, run, validate
+
+app = typer.Typer(
+    name="charter",
+    help="Charter: the control plane for production AI agents. Every tool call an agent makes "
+    "is validated, authorized, budgeted, audited and traced under its charter file.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(validate.validate)
+app.command()(run.run)
+app.command()(demo.demo)
+app.add_typer(audit.app, name="audit")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,77 @@
+"""``charter audit``: prove the audit chain intact, and read its latest records."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from charter.cli.output import EXIT_FAILED, console, emit_json, fail, stderr
+from charter.core.errors import AuditUnavailable
+from charter.core.settings import Settings
+from charter.observability.audit import AuditLog
+
+app = typer.Typer(help="Verify and read the tamper-evident audit log (under CHARTER_HOME).",
+                  no_args_is_help=True)
+
+TenantOption = Annotated[str | None, typer.Option(help="Only this tenant's chain.",
+                                                  envvar="CHARTER_TENANT")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _open(as_json: bool) -> AuditLog:
+    settings = Settings.from_env()
+    if not settings.audit_path.exists():
+        fail(f"no audit log at {settings.audit_path}; run something first, or set "
+             "CHARTER_HOME to where Charter keeps its state", as_json=as_json)
+    try:
+        return AuditLog(settings.audit_path)
+    except AuditUnavailable as exc:
+        fail(str(exc), as_json=as_json)
+
+
+@app.command()
+def verify(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
+    """Recompute every hash of every tenant's chain; name the first bad record.
+
+    Exit codes: 0 intact; 1 altered, deleted, reordered or truncated records; 2 no log.
+    """
+    with _open(as_json) as log:
+        report = log.verify(tenant)
+    if as_json:
+        emit_json(report.as_dict())
+    elif report.ok:
+        console.print(f"[green]ok[/] audit chain intact: {report.records_checked} records, "
+                      f"{len(report.tenants)} tenant(s)")
+    else:
+        brk = report.first_break
+        assert brk is not None
+        stderr.print(f"[bold red]BROKEN[/] tenant {brk.tenant!r}, position {brk.position}"
+                     f"{f' (row {brk.row_id})' if brk.row_id is not None else ''}: {brk.problem}",
+                     soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def tail(
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, max=10_000,
+                                       help="How many records.")] = 20,
+    tenant: TenantOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the latest audit records, oldest first."""
+    with _open(as_json) as log:
+        records = log.tail(limit, tenant)
+    if as_json:
+        emit_json([record.as_dict() for record in records])
+        return
+    table = Table("at", "tenant#", "run", "kind", "tool", "verdict", "rule", "outcome",
+                  box=None, pad_edge=False)
+    for record in records:
+        e = record.entry
+        table.add_row(e.at.strftime("%H:%M:%S"), f"{e.tenant}#{record.position}",
+                      e.run_id[-8:], e.kind, e.tool or "", e.verdict or "", e.rule_id or "",
+                      e.outcome)
+    console.print(table)

@@ -1,0 +1,60 @@
+"""``charter validate``: check a charter file and every file it references."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from charter.cli.output import EXIT_FAILED, console, emit_json, fail, stderr
+from charter.contract.loader import Charter
+from charter.core.errors import CharterInvalid
+
+
+def validate(
+    file: Annotated[Path, typer.Argument(help="The charter YAML file.", show_default=False)],
+    show_cedar: Annotated[
+        bool, typer.Option("--show-cedar", help="Print the Cedar policies the charter compiles to.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Validate a charter: schema, tool bindings, conditions, Cedar rules, referenced files.
+
+    Problems are listed as FILE:LINE: what is wrong; how to fix it.
+
+    Exit codes: 0 valid; 1 the charter has problems; 2 the file cannot be read.
+    """
+    if not file.is_file():
+        fail(f"{str(file)!r} is not a file; give the path of a charter YAML file",
+             as_json=as_json)
+    try:
+        charter = Charter.load(file)
+    except CharterInvalid as exc:
+        if as_json:
+            emit_json({"ok": False, "file": str(file), "problems": [
+                {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint}
+                for p in exc.problems]})
+        else:
+            for problem in exc.problems:
+                stderr.print(str(problem), markup=False, soft_wrap=True)
+            count = len(exc.problems)
+            stderr.print(f"{count} problem{'s' if count != 1 else ''} in {file}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    if as_json:
+        emit_json({
+            "ok": True,
+            "file": str(file),
+            "charter": charter.name,
+            "content_sha256": charter.content_sha256,
+            "tools": sorted(charter.tools),
+            "rules": sorted(charter.rules),
+            **({"cedar": charter.cedar_text} if show_cedar else {}),
+        })
+        return
+    console.print(f"[green]ok[/] {file}: charter {charter.name!r}, {len(charter.tools)} tools, "
+                  f"{len(charter.rules)} rules, sha256 {charter.content_sha256[:16]}")
+    if show_cedar:
+        console.print(charter.cedar_text, markup=False)
+
+

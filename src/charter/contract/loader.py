@@ -1,0 +1,431 @@
+"""Loading a charter: YAML -> schema -> cross-references -> tools -> Cedar, every problem kept.
+
+``load_charter`` never stops at the first problem it can get past: an operator fixing a file
+wants the whole list, each as ``file:line: what is wrong; how to fix it``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
+
+import cedarpy
+from pydantic import BaseModel, ValidationError
+
+from charter.contract.cedar_compile import (
+    ANNOTATION,
+    CompiledPolicies,
+    DerivedFact,
+    RuleEffect,
+    RuleMeta,
+    argument_types,
+    cedar_schema,
+    compile_charter_rules,
+    split_cedar_statements,
+)
+from charter.contract.conditions import CedarType
+from charter.contract.schema import CharterSpec, SinkSpec
+from charter.contract.tool import ToolSpec
+from charter.contract.yaml_source import YamlDocument, load_yaml
+from charter.core.canonical import canonical_json, sha256_hex
+from charter.core.errors import CharterInvalid, Problem
+
+__all__ = ["Charter", "check_charter", "load_charter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Charter:
+    """A loaded, validated and compiled charter with its tools bound.
+
+    Attributes:
+        spec: the parsed file.
+        path: where it was loaded from.
+        content_sha256: hash of the canonical form of the file plus prompt and Cedar texts;
+            it identifies exactly what governed a run.
+        prompt_text / prompt_sha256: the system prompt and its hash.
+        tools: the bound tool implementations, by name.
+        cedar_text: every policy (compiled and raw), as evaluated.
+        cedar_schema: the schema the policies were validated against.
+        rules: what each policy id means (permit / deny / require_approval) and where it came from.
+        derived: per tool, the facts computed in Python for Cedar.
+        tool_args: per tool, the arguments policies can see and their Cedar types.
+    """
+
+    spec: CharterSpec
+    path: Path | None
+    content_sha256: str
+    prompt_text: str
+    prompt_sha256: str
+    tools: Mapping[str, ToolSpec]
+    cedar_text: str
+    cedar_schema: dict[str, Any]
+    rules: Mapping[str, RuleMeta]
+    derived: Mapping[str, tuple[DerivedFact, ...]]
+    tool_args: Mapping[str, Mapping[str, tuple[CedarType, bool]]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.charter
+
+    @classmethod
+    def load(cls, path: str | Path, *, tools: Sequence[ToolSpec] = ()) -> Charter:
+        """Load ``path``; raise ``CharterInvalid`` listing every problem found."""
+        return load_charter(Path(path), tools=tools)
+
+
+def check_charter(path: Path, *, tools: Sequence[ToolSpec] = ()) -> list[Problem]:
+    """Every problem with the charter at ``path`` (empty when it is valid)."""
+    try:
+        load_charter(path, tools=tools)
+    except CharterInvalid as exc:
+        return list(exc.problems)
+    return []
+
+
+def load_charter(path: Path, *, tools: Sequence[ToolSpec] = ()) -> Charter:
+    """Load and compile a charter; ``tools`` add to (and override) the charter's toolkit."""
+    display = str(path)
+    loaded = load_yaml(path, display)
+    if isinstance(loaded, Problem):
+        raise CharterInvalid([loaded])
+    doc = loaded
+    if not isinstance(doc.data, dict):
+        raise CharterInvalid([Problem(display, 1, "a charter must be a YAML mapping",
+                                      "start with 'charter: <name>'")])
+    try:
+        spec = CharterSpec.model_validate(_plain(doc.data))
+    except ValidationError as exc:
+        raise CharterInvalid(_schema_problems(doc, exc)) from None
+    return _Assembler(doc, spec, path.parent, tools).assemble(path)
+
+
+class _Assembler:
+    """The semantic half of loading, collecting problems as it goes."""
+
+    def __init__(
+        self, doc: YamlDocument, spec: CharterSpec, base: Path, extra_tools: Sequence[ToolSpec]
+    ) -> None:
+        self.doc = doc
+        self.spec = spec
+        self.base = base
+        self.extra_tools = extra_tools
+        self.problems: list[Problem] = []
+
+    def problem(self, loc: Sequence[str | int], message: str, hint: str = "") -> None:
+        self.problems.append(self.doc.problem(loc, message, hint))
+
+    def assemble(self, path: Path) -> Charter:
+        spec = self.spec
+        prompt_text = self._read_text(spec.prompt, ("prompt",), "prompt")
+        self._check_references()
+        bound = self._bind_tools()
+        tool_args = {name: argument_types(tool.json_schema) for name, tool in bound.items()}
+        compiled = compile_charter_rules(
+            spec, tool_args, lambda loc: f"{self.doc.file}:{self.doc.line_of(loc)}"
+        )
+        for loc, message, hint in compiled.problems:
+            self.problem(loc, message, hint)
+        schema = cedar_schema(tool_args, compiled.derived)
+        cedar_text = self._add_raw_cedar(compiled, schema)
+        self._validate_compiled(compiled, schema)
+        self._check_model()
+        self._check_eval_files()
+        if self.problems:
+            raise CharterInvalid(sorted(self.problems, key=lambda p: (p.file, p.line)))
+        prompt = prompt_text or ""
+        content = canonical_json({
+            "charter": spec.dump(),
+            "prompt": prompt,
+            "cedar": cedar_text,
+            "tools": {name: tool.json_schema for name, tool in sorted(bound.items())},
+        })
+        return Charter(
+            spec=spec,
+            path=path,
+            content_sha256=sha256_hex(content),
+            prompt_text=prompt,
+            prompt_sha256=sha256_hex(prompt),
+            tools=bound,
+            cedar_text=cedar_text,
+            cedar_schema=schema,
+            rules=compiled.rules,
+            derived=compiled.derived,
+            tool_args=tool_args,
+        )
+
+    def _read_text(self, relative: str, loc: tuple[str, ...], what: str) -> str | None:
+        target = (self.base / relative).resolve()
+        try:
+            raw = target.read_bytes()
+        except FileNotFoundError:
+            self.problem(loc, f"{what} file {relative!r} not found (looked at {target})",
+                         "paths are relative to the charter file")
+            return None
+        except OSError as exc:
+            self.problem(loc, f"cannot read {what} file {relative!r}: {exc.strerror}",
+                         "check permissions")
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.problem(loc, f"{what} file {relative!r} is not UTF-8", "save it as UTF-8")
+            return None
+
+    def _check_references(self) -> None:
+        spec = self.spec
+        declared = set(spec.tools)
+        hint = f"declare it under tools: (declared: {', '.join(sorted(declared))})"
+        for name, decl in spec.tools.items():
+            if decl.compensate is not None and decl.compensate not in declared:
+                self.problem(("tools", name, "compensate"),
+                             f"compensation tool {decl.compensate!r} is not declared", hint)
+            if decl.compensate is not None and decl.effect != "write":
+                self.problem(("tools", name, "compensate"),
+                             f"only write tools can be compensated; {name} is {decl.effect}",
+                             "remove compensate, or defer irreversible tools instead")
+            if decl.defer is not None and decl.effect == "read":
+                self.problem(("tools", name, "defer"), "deferring a read tool has no effect",
+                             "defer only write or irreversible tools")
+        for kind, rules in (("require_approval_for", spec.policies.require_approval_for),
+                            ("deny", spec.policies.deny)):
+            for index, rule in enumerate(rules):
+                if rule.action not in declared:
+                    self.problem(("policies", kind, index, "action"),
+                                 f"policy names tool {rule.action!r}, which is not declared", hint)
+        if spec.policies.untrusted_content is not None:
+            for index, sink in enumerate(spec.policies.untrusted_content.sinks):
+                tool = sink.tool if isinstance(sink, SinkSpec) else sink
+                if tool not in declared:
+                    self.problem(("policies", "untrusted_content", "sinks", index),
+                                 f"sink {tool!r} is not a declared tool", hint)
+
+    def _bind_tools(self) -> dict[str, ToolSpec]:
+        available: dict[str, ToolSpec] = {}
+        for index, module_name in enumerate(self.spec.toolkit):
+            for found in self._import_toolkit(module_name, ("toolkit", index)):
+                available[found.name] = found
+        for extra in self.extra_tools:
+            available[extra.name] = extra
+        bound: dict[str, ToolSpec] = {}
+        for name in self.spec.tools:
+            if name in available:
+                bound[name] = available[name]
+            else:
+                self.problem(
+                    ("tools", name),
+                    f"tool {name!r} is declared but no toolkit provides it",
+                    "add the module defining it to toolkit:, or pass it with tools=[...]"
+                    if available or self.spec.toolkit
+                    else "list the module that defines it under toolkit:",
+                )
+        return bound
+
+    def _import_toolkit(self, module_name: str, loc: tuple[str | int, ...]) -> Iterable[ToolSpec]:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # any import failure is the operator's to fix
+            self.problem(loc, f"cannot import toolkit {module_name!r}: {exc}",
+                         "check the module path and that its package is installed")
+            return []
+        found = [v for v in vars(module).values() if isinstance(v, ToolSpec)]
+        if not found:
+            self.problem(loc, f"toolkit {module_name!r} defines no @tool functions",
+                         "decorate the tool functions with @charter.tool")
+        return found
+
+    def _add_raw_cedar(self, compiled: CompiledPolicies, schema: dict[str, Any]) -> str:
+        relative = self.spec.policies.cedar
+        if relative is None:
+            return compiled.text
+        text = self._read_text(relative, ("policies", "cedar"), "Cedar policy")
+        if text is None:
+            return compiled.text
+        schema_json = json.dumps(schema)
+        extra: list[str] = []
+        for statement in split_cedar_statements(text):
+            where = f"{relative}:{statement.line}"
+            file_path = str(self.base / relative)
+            annotations = dict(ANNOTATION.findall(statement.text))
+            rule_id = annotations.get("id") or where
+            verdict = annotations.get("verdict", "deny")
+            body = statement.text
+            if "id" not in annotations:
+                body = f'@id("{rule_id}")\n{body}'
+            try:
+                cedarpy.PolicySet.from_str(body)
+            except Exception as exc:
+                self.problems.append(Problem(file_path, statement.line,
+                                             f"Cedar syntax error: {_first_line(exc)}",
+                                             "see https://docs.cedarpolicy.com for the syntax"))
+                continue
+            result = cedarpy.validate_policies(body, schema_json)
+            for error in result.errors:
+                self.problems.append(Problem(file_path, statement.line,
+                                             f"Cedar rule {rule_id!r}: {error.error}",
+                                             _cedar_hint(error.error)))
+            if rule_id in compiled.rules:
+                self.problems.append(Problem(file_path, statement.line,
+                                             f"policy id {rule_id!r} is used twice",
+                                             "give each @id a unique name"))
+                continue
+            if verdict not in ("deny", "require_approval"):
+                self.problems.append(Problem(file_path, statement.line,
+                                             f"@verdict({verdict!r}) is not known",
+                                             'use @verdict("deny") or @verdict("require_approval")'))
+                continue
+            is_permit = body.lstrip().split("(")[0].split()[-1] == "permit"
+            effect: RuleEffect = "permit" if is_permit else verdict  # type: ignore[assignment]
+            reason = annotations.get("reason") or f"Cedar rule {rule_id}"
+            compiled.rules[rule_id] = RuleMeta(rule_id, effect, reason, where)
+            extra.append(body.strip())
+        return compiled.text + "\n\n".join(extra) + ("\n" if extra else "")
+
+    def _validate_compiled(self, compiled: CompiledPolicies, schema: dict[str, Any]) -> None:
+        # The compiler's own output must validate too: if it does not, that is our bug, but
+        # the operator still gets a located error instead of a policy that silently errs.
+        if not compiled.text.strip():
+            return
+        result = cedarpy.validate_policies(compiled.text, json.dumps(schema))
+        for error in result.errors:
+            self.problem(("policies",), f"compiled policy is invalid: {error.error}",
+                         "please report this; simplify the condition meanwhile")
+
+    def _check_model(self) -> None:
+        factory = self.spec.model.factory
+        if factory is None:
+            return
+        module_name, _, attribute = factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            self.problem(("model", "factory"), f"cannot import model factory module: {exc}",
+                         "check the module path")
+            return
+        if attribute and not hasattr(module, attribute):
+            self.problem(("model", "factory"),
+                         f"module {module_name!r} has no attribute {attribute!r}",
+                         "write 'module:attribute'")
+
+    def _check_eval_files(self) -> None:
+        evals = self.spec.evals
+        if evals is None:
+            return
+        for key in ("golden", "redteam"):
+            relative = getattr(evals, key)
+            if relative is not None and not (self.base / relative).is_file():
+                self.problem(("evals", key), f"eval suite {relative!r} not found",
+                             "paths are relative to the charter file")
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's round-trip containers as plain dicts/lists, so pydantic sees ordinary data."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        # Amounts such as 0.60 must reach Decimal fields exactly, not via binary floats.
+        return repr(value) if value == value else value
+    return value
+
+
+def _schema_problems(doc: YamlDocument, exc: ValidationError) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        if kind == "extra_forbidden":
+            parent = loc[:-1]
+            allowed = _allowed_keys(parent)
+            problems.append(doc.problem(
+                loc, f"unknown key {loc[-1]!r}" + (f" in {'.'.join(map(str, parent))}"
+                                                  if parent else ""),
+                f"remove it or check the spelling (allowed: {allowed})" if allowed else
+                "remove it",
+            ))
+        elif kind == "missing":
+            problems.append(doc.problem(loc[:-1], f"missing required key {field!r}",
+                                        f"add {loc[-1]}: ..."))
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(doc.problem(loc, f"{field}: {message}", _hint_for(kind, error)))
+    return sorted(problems, key=lambda p: p.line)
+
+
+def _hint_for(kind: str, error: Any) -> str:
+    hints = {
+        "string_pattern_mismatch": "use the allowed characters shown",
+        "literal_error": "use one of the listed values",
+        "int_parsing": "write a whole number",
+        "int_type": "write a whole number",
+        "decimal_parsing": "write a number such as 0.60",
+        "float_parsing": "write a number",
+        "bool_parsing": "write true or false",
+        "dict_type": "write a mapping (key: value)",
+        "list_type": "write a list (- item)",
+        "string_type": "write text",
+        "too_short": "add at least one entry",
+        "greater_than": "use a larger value",
+        "greater_than_equal": "use a larger value",
+        "less_than_equal": "use a smaller value",
+    }
+    return hints.get(kind, "see docs/charter-file.md")
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> str:
+    """The keys allowed at ``parent`` in the charter schema, for "did you mean" hints."""
+    annotation: Any = CharterSpec
+    for part in parent:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return ""
+    model = _unwrap_model(annotation)
+    if model is None:
+        return ""
+    return ", ".join(f.alias or name for name, f in model.model_fields.items())
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _step(get_args(annotation)[0], part)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+        return None
+    if origin is dict:
+        return get_args(annotation)[1]
+    if origin is list:
+        return get_args(annotation)[0]
+    for option in get_args(annotation):  # a union: the first branch the location fits
+        found = _step(option, part)
+        if found is not None:
+            return found
+    return None
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for option in get_args(annotation):
+        found = _unwrap_model(option)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _cedar_hint(error: str) -> str:
+    if "not found" in error and "attribute" in error:
+        return ("policies see context.args.<argument>, context.principal.*, "
+                "context.environment, context.run.*, context.tainted.*; check the name")
+    return "fix the rule so it type-checks against the charter's tools"

@@ -1,0 +1,113 @@
+"""Reading YAML while remembering where every value came from.
+
+Hostile files are expected: size, nesting depth and alias expansion are bounded before any
+validation walks the document, duplicate keys are errors, and bytes that are not UTF-8 are
+reported with their line rather than decoded loosely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from charter.core.errors import Problem
+
+__all__ = ["MAX_FILE_BYTES", "YamlDocument", "load_yaml"]
+
+MAX_FILE_BYTES = 1_000_000
+_MAX_NODES = 100_000
+_MAX_DEPTH = 40
+
+Loc = Sequence[str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """A parsed YAML document and a way to find the line of any value in it."""
+
+    file: str
+    data: Any
+
+    def line_of(self, loc: Loc) -> int:
+        """1-based line of the value at ``loc`` (or of its nearest existing ancestor)."""
+        node: Any = self.data
+        line = 1
+        for key in loc:
+            if isinstance(node, CommentedMap) and key in node:
+                line = node.lc.key(key)[0] + 1
+                node = node[key]
+            elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+                line = node.lc.item(key)[0] + 1
+                node = node[key]
+            else:
+                break
+        return line
+
+    def problem(self, loc: Loc, message: str, hint: str = "") -> Problem:
+        return Problem(self.file, self.line_of(loc), message, hint)
+
+
+def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
+    """Parse ``path``; return the document, or the one problem that stops parsing."""
+    shown = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Problem(shown, 1, "file not found", "check the path")
+    except OSError as exc:
+        return Problem(shown, 1, f"cannot read file: {exc.strerror}", "check permissions")
+    if len(raw) > MAX_FILE_BYTES:
+        return Problem(
+            shown, 1, f"file is {len(raw)} bytes, more than the {MAX_FILE_BYTES} allowed",
+            "a charter is configuration; move data elsewhere",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return Problem(shown, line, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8",
+                       "save the file as UTF-8")
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = (exc.problem or exc.context or "invalid YAML").strip()
+        return Problem(shown, line, f"invalid YAML: {what}", "fix the syntax at this line")
+    except YAMLError as exc:
+        return Problem(shown, 1, f"invalid YAML: {exc}", "fix the syntax")
+    except RecursionError:
+        return Problem(shown, 1, "YAML nests too deeply", f"keep nesting under {_MAX_DEPTH}")
+    size_problem = _check_size(data, shown)
+    if size_problem is not None:
+        return size_problem
+    return YamlDocument(shown, data)
+
+
+def _check_size(data: Any, shown: str) -> Problem | None:
+    """Count nodes as a validator would visit them: aliases count every time they are used."""
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > _MAX_NODES:
+            return Problem(shown, 1, f"document expands to more than {_MAX_NODES} values",
+                           "remove anchors/aliases that multiply content")
+        if depth > _MAX_DEPTH:
+            return Problem(shown, 1, f"document nests deeper than {_MAX_DEPTH} levels",
+                           "flatten the structure")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+            stack.extend((k, depth + 1) for k in node)
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return None

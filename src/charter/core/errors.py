@@ -1,0 +1,179 @@
+"""The one error hierarchy of Charter.
+
+Every error Charter raises on purpose is one of these. Each carries a stable ``code``
+(safe to match on in scripts and dashboards) and typed evidence as attributes.
+
+```
+CharterError                     (Exception)
+├── UserError                    misconfiguration: the operator must change something
+│   ├── CharterInvalid           a charter file has problems (each with file:line)
+│   ├── ToolDefinitionError      a @tool function cannot be described as a tool
+│   ├── ToolBindingError         a charter names a tool no toolkit provides
+│   ├── SecretNotFound           a credential the charter names cannot be resolved
+│   ├── ModelConfigError         the charter's model cannot be built
+│   └── AuditUnavailable         the audit log cannot be opened or written
+├── GovernedOutcome              enforcement said no; the run records it as an outcome
+│   ├── PermissionDenied         policy, allowlist or schema refused a tool call
+│   ├── BudgetExceeded           a budget (tokens, calls, time, USD) would be overspent
+│   ├── ToolTimeout              a tool ran past its time limit
+│   └── ToolFailed               the tool itself raised
+└── ApprovalRequired             control-flow signal: a human must approve first
+
+KillSignal                       (BaseException) the kill switch; tool code's
+                                 ``except Exception`` cannot swallow it
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from charter.core.decision import Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input file, located precisely enough to fix.
+
+    Rendered as ``file:line: what is wrong; how to fix it``.
+    """
+
+    file: str
+    line: int
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}: {self.message}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class CharterError(Exception):
+    """Base of every error Charter raises on purpose."""
+
+    code: str = "charter_error"
+
+
+class UserError(CharterError):
+    """Misconfiguration: the message says what to change."""
+
+    code = "user_error"
+
+
+class CharterInvalid(UserError):
+    """A charter (or a file it references) has one or more problems."""
+
+    code = "charter_invalid"
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        count = len(self.problems)
+        listing = "\n".join(str(p) for p in self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} found:\n{listing}")
+
+
+class ToolDefinitionError(UserError):
+    """A function given to ``@tool`` cannot be described as a tool."""
+
+    code = "tool_definition"
+
+
+class ToolBindingError(UserError):
+    """A charter names a tool that no registered toolkit implements."""
+
+    code = "tool_binding"
+
+
+class SecretNotFound(UserError):
+    """A credential named by the charter could not be resolved by any provider."""
+
+    code = "secret_not_found"
+
+    def __init__(self, name: str, looked_in: Sequence[str]) -> None:
+        self.name = name
+        self.looked_in = tuple(looked_in)
+        super().__init__(
+            f"credential {name!r} was not found (looked in: {', '.join(looked_in) or 'nothing'}); "
+            f"provide it, e.g. as environment variable {env_var_for_secret(name)!r}"
+        )
+
+
+class ModelConfigError(UserError):
+    """The charter's model section cannot be turned into a working model."""
+
+    code = "model_config"
+
+
+class AuditUnavailable(UserError):
+    """The audit log cannot be opened or appended to; Charter refuses to act unaudited."""
+
+    code = "audit_unavailable"
+
+
+class GovernedOutcome(CharterError):
+    """Enforcement refused or stopped something. Carries the deciding ``Decision``."""
+
+    code = "governed"
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        super().__init__(f"{decision.reason} [rule {decision.rule_id}]")
+
+
+class PermissionDenied(GovernedOutcome):
+    """A tool call was denied by the allowlist, the argument schema or a policy."""
+
+    code = "permission_denied"
+
+
+class BudgetExceeded(GovernedOutcome):
+    """A tool or model call would overspend a budget of the run."""
+
+    code = "budget_exceeded"
+
+
+class ToolTimeout(GovernedOutcome):
+    """A tool ran longer than its timeout; its result is discarded."""
+
+    code = "tool_timeout"
+
+
+class ToolFailed(GovernedOutcome):
+    """The tool raised. The original exception is chained as ``__cause__``."""
+
+    code = "tool_failed"
+
+
+class ApprovalRequired(CharterError):
+    """Signal: the call may proceed only after a human approves these exact arguments."""
+
+    code = "approval_required"
+
+    def __init__(self, decision: Decision, request_id: str, arguments_sha256: str) -> None:
+        self.decision = decision
+        self.request_id = request_id
+        self.arguments_sha256 = arguments_sha256
+        super().__init__(
+            f"approval required: {decision.reason} [rule {decision.rule_id}, "
+            f"request {request_id}, arguments sha256 {arguments_sha256[:12]}]"
+        )
+
+
+class KillSignal(BaseException):  # noqa: N818 - a signal, not an error; see module docstring
+    """The kill switch fired for this run's scope. Derives from BaseException on purpose."""
+
+    code = "killed"
+
+    def __init__(self, scope: str, reason: str) -> None:
+        self.scope = scope
+        self.reason = reason
+        super().__init__(f"kill switch active for {scope}: {reason}")
+
+
+def env_var_for_secret(name: str) -> str:
+    """The environment variable the env provider reads for credential ``name``."""
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in name.upper())
+    return f"CHARTER_SECRET_{cleaned}"

@@ -1,0 +1,110 @@
+"""Typed events and a synchronous bus.
+
+Enforcement code publishes what happened; the audit log, tracing and metrics subscribe.
+Delivery is synchronous and in subscription order, so when ``publish`` returns, the audit
+record is durable. A subscriber that raises stops the publisher: an unaudited action must
+not look successful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from charter.core.decision import Decision
+
+__all__ = [
+    "Event",
+    "EventBus",
+    "ModelCalled",
+    "RunFinished",
+    "RunStarted",
+    "ToolCallFinished",
+]
+
+ToolCallOutcome = Literal[
+    "executed", "denied", "approval_required", "budget_exceeded", "timeout", "error", "killed"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunIdentity:
+    """Who and what a run is: copied onto every event so subscribers need no lookups."""
+
+    run_id: str
+    charter_name: str
+    charter_sha256: str
+    tenant: str
+    user: str
+    service_principal: str
+    roles: tuple[str, ...]
+    environment: str
+    model: str
+    prompt_sha256: str
+    trace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run: RunIdentity
+    at: datetime
+    input_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFinished:
+    """One tool call went through the pipeline, whatever the outcome."""
+
+    run: RunIdentity
+    at: datetime
+    call_id: str
+    span_id: str
+    tool: str
+    arguments: dict[str, Any]  # canonical, secrets already redacted
+    arguments_sha256: str
+    decision: Decision
+    outcome: ToolCallOutcome
+    duration_ms: float
+    detail: str = ""  # error text or result summary, redacted
+    approval_request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCalled:
+    run: RunIdentity
+    at: datetime
+    span_id: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    run: RunIdentity
+    at: datetime
+    outcome: str
+    reason: str
+    decision: Decision | None = None
+    totals: dict[str, Any] = field(default_factory=dict)
+
+
+Event = RunStarted | ToolCallFinished | ModelCalled | RunFinished
+
+
+class EventBus:
+    """Synchronous publish/subscribe for the typed events above."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[Event], None]] = []
+
+    def subscribe(self, handler: Callable[[Event], None]) -> None:
+        self._subscribers.append(handler)
+
+    def publish(self, event: Event) -> None:
+        for handler in self._subscribers:
+            handler(event)

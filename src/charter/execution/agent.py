@@ -1,0 +1,258 @@
+"""The built-in agent loop: model proposes, Charter disposes, until a stop condition.
+
+Stop conditions, each a run outcome:
+    succeeded          the model gave a final answer
+    escalated          the model called ``escalate_to_human``, or a budget ran out with
+                       ``on_exceed: escalate``
+    denied             a call was denied and the charter says ``on_deny: stop``
+    approval_required  a call waits for a human (the run stops here; resuming is durable
+                       execution's job)
+    budget_exceeded    a budget ran out with ``on_exceed: fail``
+    killed             the kill switch fired
+    failed             the model errored, timed out, or used up ``max_steps``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from charter.core.decision import Decision, Stage, Verdict
+from charter.core.errors import KillSignal
+from charter.core.events import ModelCalled, RunFinished, RunStarted
+from charter.core.canonical import sha256_hex
+from charter.execution.approvals import ApprovalRequest
+from charter.execution.call import ToolResult
+from charter.execution.model import Message, Model, ModelResponse
+from charter.execution.run import Run
+from charter.policy.budget import Reservation
+from charter.policy.pricing import ModelPrice
+
+__all__ = ["ESCALATE_TOOL", "RunOutcome", "RunResult", "run_agent"]
+
+RunOutcome = Literal[
+    "succeeded", "failed", "escalated", "denied", "budget_exceeded", "approval_required", "killed"
+]
+
+ESCALATE_TOOL = "escalate_to_human"
+_ESCALATE_SPEC: dict[str, Any] = {
+    "name": ESCALATE_TOOL,
+    "description": "Hand the case to a human when you cannot or should not finish it yourself.",
+    "parameters": {
+        "type": "object",
+        "properties": {"reason": {"type": "string", "description": "why a human is needed"}},
+        "required": ["reason"],
+        "additionalProperties": False,
+    },
+}
+_CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a run ended, with everything needed to explain it."""
+
+    run_id: str
+    charter: str
+    tenant: str
+    user: str
+    outcome: RunOutcome
+    reason: str
+    final_text: str
+    tool_calls: tuple[ToolResult, ...]
+    model_calls: int
+    total_tokens: int
+    cost_usd: Decimal
+    trace_id: str
+    decision: Decision | None = None
+    approval: ApprovalRequest | None = None
+    messages: tuple[Message, ...] = field(default=(), repr=False)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for call in self.tool_calls if call.outcome == outcome)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "charter": self.charter,
+            "tenant": self.tenant,
+            "user": self.user,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "final_text": self.final_text,
+            "model_calls": self.model_calls,
+            "total_tokens": self.total_tokens,
+            "cost_usd": str(self.cost_usd),
+            "trace_id": self.trace_id,
+            "decision": self.decision.as_dict() if self.decision else None,
+            "approval": self.approval.as_dict() if self.approval else None,
+            "tool_calls": [
+                {
+                    "call_id": c.call_id,
+                    "tool": c.tool,
+                    "arguments": c.arguments,
+                    "outcome": c.outcome,
+                    "decision": c.decision.as_dict(),
+                    "duration_ms": round(c.duration_ms, 3),
+                }
+                for c in self.tool_calls
+            ],
+        }
+
+
+@dataclass(slots=True)
+class _Stop:
+    outcome: RunOutcome
+    reason: str
+    decision: Decision | None = None
+    final_text: str = ""
+    approval: ApprovalRequest | None = None
+
+
+async def run_agent(
+    run: Run,
+    model: Model,
+    user_input: str,
+    *,
+    price: ModelPrice | None,
+    max_steps: int = 24,
+) -> RunResult:
+    """Drive ``model`` through ``run`` until a stop condition; never raises for outcomes."""
+    services = run.services
+    services.bus.publish(RunStarted(run.identity, services.clock.now(), sha256_hex(user_input)))
+    run.provenance.add_trusted(user_input)
+    messages: list[Message] = [
+        Message("system", run.charter.prompt_text),
+        Message("user", user_input),
+    ]
+    tools = [spec.model_view() for spec in run.charter.tools.values()] + [_ESCALATE_SPEC]
+    model_calls = 0
+    try:
+        stop = await _loop(run, model, messages, tools, price, max_steps)
+    except KillSignal as signal:
+        stop = _Stop("killed", str(signal), Decision.deny(
+            Stage.KILL_SWITCH, signal.reason, f"kill-switch:{signal.scope}"))
+    model_calls = sum(1 for m in messages if m.role == "assistant")
+    totals = run.ledger.totals()
+    services.bus.publish(RunFinished(
+        run.identity, services.clock.now(), stop.outcome, stop.reason, stop.decision,
+        {"tool_calls": totals.tool_calls, "total_tokens": totals.total_tokens,
+         "cost_usd": str(totals.cost_usd), "model_calls": model_calls},
+    ))
+    return RunResult(
+        run_id=run.id,
+        charter=run.charter.name,
+        tenant=run.principal.tenant,
+        user=run.principal.user,
+        outcome=stop.outcome,
+        reason=stop.reason,
+        final_text=stop.final_text,
+        tool_calls=tuple(run.results),
+        model_calls=model_calls,
+        total_tokens=totals.total_tokens,
+        cost_usd=totals.cost_usd,
+        trace_id=run.identity.trace_id,
+        decision=stop.decision,
+        approval=stop.approval,
+        messages=tuple(messages),
+    )
+
+
+async def _loop(
+    run: Run,
+    model: Model,
+    messages: list[Message],
+    tools: list[dict[str, Any]],
+    price: ModelPrice | None,
+    max_steps: int,
+) -> _Stop:
+    for _ in range(max_steps):
+        response = await _model_turn(run, model, messages, tools, price)
+        if isinstance(response, _Stop):
+            return response
+        messages.append(response.message)
+        if not response.message.tool_calls:
+            return _Stop("succeeded", "the agent finished", final_text=response.message.content)
+        for request in response.message.tool_calls:
+            if request.name == ESCALATE_TOOL:
+                reason = str(request.arguments.get("reason", "")) or "the agent asked for a human"
+                return _Stop("escalated", reason, Decision(
+                    Verdict.ALLOW, reason, "builtin.escalate_to_human", Stage.POLICY))
+            result = await run.call_tool(request.name, request.arguments, call_id=request.id)
+            messages.append(Message("tool", result.model_text, tool_call_id=request.id,
+                                    name=request.name))
+            stop = _stop_for(run, result)
+            if stop is not None:
+                return stop
+    return _Stop("failed", f"the agent did not finish within {max_steps} steps")
+
+
+def _stop_for(run: Run, result: ToolResult) -> _Stop | None:
+    spec = run.charter.spec
+    if result.outcome == "approval_required":
+        return _Stop("approval_required", result.decision.reason, result.decision,
+                     approval=result.approval)
+    if result.outcome == "budget_exceeded":
+        return _budget_stop(run, result.decision)
+    if result.outcome == "denied" and spec.policies.on_deny == "stop":
+        return _Stop("denied", result.decision.reason, result.decision)
+    return None
+
+
+def _budget_stop(run: Run, decision: Decision) -> _Stop:
+    if run.charter.spec.budgets.on_exceed == "escalate":
+        return _Stop("escalated", f"escalated to a human: {decision.reason}", decision)
+    return _Stop("budget_exceeded", decision.reason, decision)
+
+
+async def _model_turn(
+    run: Run,
+    model: Model,
+    messages: list[Message],
+    tools: list[dict[str, Any]],
+    price: ModelPrice | None,
+) -> ModelResponse | _Stop:
+    """One model call inside the token, USD and time budgets (reserved before, settled after)."""
+    kill = run.services.kill_switches.active_for(run.charter.name, run.principal.tenant)
+    if kill is not None:
+        raise KillSignal(kill.scope, kill.reason)
+    clock = run.services.clock
+    max_output = run.charter.spec.model.max_output_tokens
+    estimated_input = _estimate_tokens(messages, tools)
+    worst_usd = price.cost(estimated_input, max_output) if price else Decimal(0)
+    reservation = run.ledger.reserve(tokens=estimated_input + max_output, usd=worst_usd)
+    if not isinstance(reservation, Reservation):
+        return _budget_stop(run, reservation)
+    started = clock.monotonic()
+    try:
+        response = await asyncio.wait_for(
+            model.chat(messages, tools, max_output_tokens=max_output), run.ledger.seconds_left()
+        )
+    except TimeoutError:
+        run.ledger.release(reservation)
+        return _budget_stop(run, Decision.deny(
+            Stage.BUDGET, "budget exceeded: the run ran out of time waiting for the model",
+            "budget.timeouts.overall_seconds"))
+    except Exception as exc:
+        run.ledger.release(reservation)
+        return _Stop("failed", run.redact_text(f"model call failed: {type(exc).__name__}: {exc}"))
+    usage = response.usage
+    cost = price.cost(usage.input_tokens, usage.output_tokens) if price else Decimal(0)
+    breach = run.ledger.settle(reservation, tokens=usage.total_tokens, usd=cost)
+    run.services.bus.publish(ModelCalled(
+        run.identity, clock.now(), os.urandom(8).hex(), f"{model.provider}:{model.name}", usage.input_tokens,
+        usage.output_tokens, str(cost), (clock.monotonic() - started) * 1000,
+    ))
+    if breach is not None:
+        return _budget_stop(run, breach)
+    return response
+
+
+def _estimate_tokens(messages: list[Message], tools: list[dict[str, Any]]) -> int:
+    chars = sum(len(m.content) for m in messages) + len(json.dumps(tools))
+    chars += sum(len(json.dumps(c.arguments, default=str)) for m in messages for c in m.tool_calls)
+    return chars // _CHARS_PER_TOKEN + 1

@@ -1,0 +1,69 @@
+"""Approval requests and grants, bound to the SHA-256 of the exact canonical arguments.
+
+An approval for ``issue_refund`` with ``{"amount_usd": "350", ...}`` approves that call and
+no other: change one character of the arguments and the hash no longer matches. This in-memory
+store is the seam that durable approvals implement.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+__all__ = ["ApprovalGrants", "ApprovalRequest", "InMemoryGrants"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """What a human is asked to approve."""
+
+    id: str
+    run_id: str
+    tenant: str
+    requested_by: str
+    tool: str
+    arguments: dict[str, Any]
+    arguments_sha256: str
+    reason: str
+    rule_id: str
+    requested_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "run_id": self.run_id,
+            "tenant": self.tenant,
+            "requested_by": self.requested_by,
+            "tool": self.tool,
+            "arguments": self.arguments,
+            "arguments_sha256": self.arguments_sha256,
+            "reason": self.reason,
+            "rule_id": self.rule_id,
+            "requested_at": self.requested_at.isoformat(),
+        }
+
+
+class ApprovalGrants(Protocol):
+    def granted(self, tenant: str, tool: str, arguments_sha256: str) -> str | None:
+        """The id of an approval for exactly this call, or None."""
+        ...
+
+
+class InMemoryGrants:
+    """Grants held in memory, consumed once: one approval, one execution."""
+
+    def __init__(self) -> None:
+        self._grants: dict[tuple[str, str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def grant(self, request: ApprovalRequest, approval_id: str) -> None:
+        with self._lock:
+            self._grants[(request.tenant, request.tool, request.arguments_sha256)] = approval_id
+
+    def granted(self, tenant: str, tool: str, arguments_sha256: str) -> str | None:
+        with self._lock:
+            return self._grants.pop((tenant, tool, arguments_sha256), None)
+
+

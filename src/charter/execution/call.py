@@ -1,0 +1,58 @@
+"""The state of one tool call as it moves through the pipeline, and what comes out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from charter.contract.schema import ToolDecl
+from charter.contract.tool import ToolSpec
+from charter.core.decision import Decision
+from charter.core.events import ToolCallOutcome
+from charter.policy.budget import Reservation
+
+if TYPE_CHECKING:
+    from charter.execution.approvals import ApprovalRequest
+
+__all__ = ["PendingCall", "ToolResult"]
+
+
+@dataclass(slots=True)
+class PendingCall:
+    """Mutable scratch state of one call; stages fill it in order."""
+
+    tool: str
+    raw_arguments: Any
+    call_id: str
+    span_id: str
+    started: float
+    spec: ToolSpec | None = None
+    decl: ToolDecl | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    canonical_arguments: dict[str, Any] = field(default_factory=dict)
+    arguments_sha256: str = ""
+    reservation: Reservation | None = None
+    approval_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one governed tool call.
+
+    ``model_text`` is what the model is shown: the redacted result, or why the call did not
+    happen. ``value`` is the tool's raw return value (host code only; never shown as is).
+    """
+
+    call_id: str
+    tool: str
+    decision: Decision
+    outcome: ToolCallOutcome
+    model_text: str
+    value: Any = None
+    duration_ms: float = 0.0
+    arguments: dict[str, Any] = field(default_factory=dict)
+    approval: ApprovalRequest | None = None
+
+    @property
+    def executed(self) -> bool:
+        return self.outcome == "executed"

@@ -1,0 +1,264 @@
+"""A run, and the guarded path every one of its tool calls takes.
+
+    kill switch -> allowlist -> arguments -> budget reserve -> policy (Cedar) -> approval
+      -> execute (credential, idempotency key, time limit) -> budget settle
+      -> ToolCallFinished event (the audit log and tracing subscribe to it)
+
+Stages are small units in ``execution/stages``; this module only composes them, in that
+fixed order, and turns their decisions into outcomes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from charter.contract.loader import Charter
+from charter.core.clock import Clock, SystemClock
+from charter.core.decision import Decision, Stage, Verdict
+from charter.core.events import EventBus, RunIdentity, ToolCallFinished, ToolCallOutcome
+from charter.core.ids import new_id
+from charter.core.errors import KillSignal
+from charter.execution.approvals import ApprovalGrants, ApprovalRequest, InMemoryGrants
+from charter.execution.call import PendingCall, ToolResult
+from charter.execution.kill_switch import KillSwitches, KillSwitchView
+from charter.execution.stages.allowlist import AllowlistStage
+from charter.execution.stages.approval import ApprovalStage
+from charter.execution.stages.arguments import ArgumentsStage
+from charter.execution.stages.base import GuardStage
+from charter.execution.stages.budget import BudgetStage
+from charter.execution.stages.execute import execute
+from charter.execution.stages.kill_switch import KillSwitchStage
+from charter.execution.stages.policy import PolicyStage
+from charter.identity.principal import Environment, Principal
+from charter.identity.secrets import (
+    ChainSecretProvider,
+    EnvSecretProvider,
+    Redactor,
+)
+from charter.policy.budget import BudgetLedger, BudgetLimits
+from charter.policy.cedar_engine import CedarEngine
+from charter.policy.taint import ProvenanceTracker
+
+__all__ = ["Run", "RunServices"]
+
+_GUARDS: tuple[GuardStage, ...] = (
+    KillSwitchStage(),
+    AllowlistStage(),
+    ArgumentsStage(),
+    BudgetStage(),
+    PolicyStage(),
+)
+_APPROVAL = ApprovalStage()
+
+_OUTCOME_BY_STAGE: dict[Stage, ToolCallOutcome] = {
+    Stage.KILL_SWITCH: "killed",
+    Stage.BUDGET: "budget_exceeded",
+}
+
+
+@dataclass(slots=True)
+class RunServices:
+    """What runs share within a process: events, secrets, kill switches, grants, time."""
+
+    bus: EventBus
+    secrets: ChainSecretProvider
+    redactor: Redactor
+    kill_switches: KillSwitchView
+    grants: ApprovalGrants
+    clock: Clock
+
+    @classmethod
+    def in_memory(cls, *, clock: Clock | None = None) -> RunServices:
+        """Services with nothing durable: for tests and embedding."""
+        redactor = Redactor()
+        return cls(
+            bus=EventBus(),
+            secrets=ChainSecretProvider([EnvSecretProvider()], redactor),
+            redactor=redactor,
+            kill_switches=KillSwitches(),
+            grants=InMemoryGrants(),
+            clock=clock or SystemClock(),
+        )
+
+
+class Run:
+    """One governed execution of a charter for one principal.
+
+    Create it with ``Run.start``; call tools with ``await run.call_tool(name, arguments)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        charter: Charter,
+        principal: Principal,
+        environment: Environment,
+        services: RunServices,
+        engine: CedarEngine,
+        model_name: str,
+        resources: Sequence[object] = (),
+        run_id: str | None = None,
+    ) -> None:
+        self.id = run_id or new_id("run")
+        self.charter = charter
+        self.principal = principal.for_agent(charter.name)
+        self.environment = environment
+        self.services = services
+        self.engine = engine
+        self.resources = tuple(resources)
+        budgets = charter.spec.budgets
+        self.ledger = BudgetLedger(
+            BudgetLimits(
+                max_total_tokens=budgets.max_total_tokens,
+                max_tool_calls=budgets.max_tool_calls,
+                max_usd=budgets.max_usd_per_run,
+                overall_seconds=budgets.timeouts.overall_seconds,
+            ),
+            services.clock,
+        )
+        self.provenance = ProvenanceTracker()
+        self.provenance.add_trusted(charter.prompt_text)
+        self.principal_context: dict[str, Any] = {
+            "user": self.principal.user,
+            "tenant": self.principal.tenant,
+            "service_principal": self.principal.service_principal,
+            "roles": list(self.principal.roles),
+        }
+        self.identity = RunIdentity(
+            run_id=self.id,
+            charter_name=charter.name,
+            charter_sha256=charter.content_sha256,
+            tenant=self.principal.tenant,
+            user=self.principal.user,
+            service_principal=self.principal.service_principal,
+            roles=self.principal.roles,
+            environment=environment,
+            model=model_name,
+            prompt_sha256=charter.prompt_sha256,
+            trace_id=os.urandom(16).hex(),
+        )
+        self.results: list[ToolResult] = []
+        self._step = 0
+
+    def redact(self, value: Any) -> Any:
+        return self.services.redactor.redact(value)
+
+    def redact_text(self, text: str) -> str:
+        return self.services.redactor.redact_text(text)
+
+    async def call_tool(
+        self, name: str, arguments: Any, *, call_id: str | None = None
+    ) -> ToolResult:
+        """Take one tool call through the whole pipeline. Never raises for governed outcomes.
+
+        Raises:
+            KillSignal: the kill switch is active for this run (after the refusal is audited).
+        """
+        clock = self.services.clock
+        call = PendingCall(name, arguments, call_id or new_id("call"), os.urandom(8).hex(),
+                           clock.monotonic())
+        self._step += 1
+        decision: Decision | None = None
+        for guard in _GUARDS:
+            decision = guard.check(self, call)
+            if decision is not None and decision.verdict is not Verdict.ALLOW:
+                return self._refuse(call, decision)
+        assert decision is not None  # the policy stage always decides
+        decision = _APPROVAL.check(self, call, decision)
+        if decision.verdict is Verdict.REQUIRE_APPROVAL:
+            return self._refuse(call, decision)
+        key = f"{self.id}:{self._step}"
+        execution = await execute(self, call, key)
+        assert call.reservation is not None
+        self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
+        if execution.outcome == "executed":
+            decl = call.decl
+            if decl is not None and decl.output == "untrusted":
+                self.provenance.add_untrusted(execution.text)
+            else:
+                self.provenance.add_trusted(execution.text)
+        final = decision
+        if execution.outcome != "executed":
+            final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
+        return self._finish(call, final, execution.outcome, execution.text, execution.value)
+
+    def _refuse(self, call: PendingCall, decision: Decision) -> ToolResult:
+        if call.reservation is not None:
+            self.ledger.release(call.reservation)
+        approval: ApprovalRequest | None = None
+        if decision.verdict is Verdict.REQUIRE_APPROVAL:
+            outcome: ToolCallOutcome = "approval_required"
+            approval = ApprovalRequest(
+                id=new_id("apr"),
+                run_id=self.id,
+                tenant=self.principal.tenant,
+                requested_by=self.principal.user,
+                tool=call.tool,
+                arguments=self.redact(call.canonical_arguments),  # type: ignore[arg-type]
+                arguments_sha256=call.arguments_sha256,
+                reason=decision.reason,
+                rule_id=decision.rule_id,
+                requested_at=self.services.clock.now(),
+            )
+            text = f"APPROVAL REQUIRED: {decision.reason} (request {approval.id})"
+        else:
+            outcome = _OUTCOME_BY_STAGE.get(decision.stage, "denied")
+            text = f"DENIED: {decision.reason} [rule {decision.rule_id}]"
+        result = self._finish(call, decision, outcome, text, None, approval)
+        if outcome == "killed":
+            raise KillSignal(decision.rule_id.removeprefix("kill-switch:"), decision.reason)
+        return result
+
+    def _finish(
+        self,
+        call: PendingCall,
+        decision: Decision,
+        outcome: ToolCallOutcome,
+        text: str,
+        value: Any,
+        approval: ApprovalRequest | None = None,
+    ) -> ToolResult:
+        clock = self.services.clock
+        duration_ms = (clock.monotonic() - call.started) * 1000
+        arguments = call.canonical_arguments or _shown_raw(call.raw_arguments)
+        redacted = self.redact(arguments)
+        self.services.bus.publish(
+            ToolCallFinished(
+                run=self.identity,
+                at=clock.now(),
+                call_id=call.call_id,
+                span_id=call.span_id,
+                tool=call.tool,
+                arguments=redacted,  # type: ignore[arg-type]
+                arguments_sha256=call.arguments_sha256,
+                decision=decision,
+                outcome=outcome,
+                duration_ms=duration_ms,
+                detail=text if outcome != "executed" else "",
+                approval_request_id=approval.id if approval else None,
+            )
+        )
+        result = ToolResult(
+            call_id=call.call_id,
+            tool=call.tool,
+            decision=decision,
+            outcome=outcome,
+            model_text=text,
+            value=value,
+            duration_ms=duration_ms,
+            arguments=redacted,  # type: ignore[arg-type]
+            approval=approval,
+        )
+        self.results.append(result)
+        return result
+
+
+def _shown_raw(raw: Any) -> dict[str, Any]:
+    """Arguments that failed validation, kept for the audit log but bounded in size."""
+    text = repr(raw)
+    if len(text) > 2048:
+        text = text[:2048] + f"... [{len(text) - 2048} more chars]"
+    return {"_unvalidated": text}

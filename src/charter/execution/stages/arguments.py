@@ -1,0 +1,93 @@
+"""Stage 3: arguments must match the tool's schema exactly, and be of a sane size.
+
+Unknown, missing and wrongly typed arguments are refused (no coercion of "5" into 5), as are
+oversized ones and text that is not valid UTF-8. Amounts must fit what policies can compare
+(Cedar decimals: four places), so no value is rounded on its way to a decision.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from charter.core.canonical import canonical_json, sha256_hex, to_jsonable
+from charter.core.decision import Decision, Stage
+
+if TYPE_CHECKING:
+    from charter.execution.call import PendingCall
+    from charter.execution.run import Run
+
+_FOUR_PLACES = Decimal("0.0001")
+_CEDAR_DECIMAL_LIMIT = Decimal("922337203685477")
+
+
+class ArgumentsStage:
+    stage = Stage.SCHEMA
+
+    def check(self, run: Run, call: PendingCall) -> Decision | None:
+        assert call.spec is not None  # the allowlist stage ran first
+        rule = f"schema.{call.tool}"
+        raw = call.raw_arguments
+        if not isinstance(raw, dict):
+            return self._deny(f"arguments must be a JSON object, not {type(raw).__name__}", rule)
+        limit = run.charter.spec.policies.max_argument_bytes
+        try:
+            size = len(json.dumps(raw, default=str).encode("utf-8"))
+        except UnicodeEncodeError:
+            return self._deny("arguments contain text that is not valid UTF-8", rule)
+        except (ValueError, TypeError, RecursionError) as exc:
+            return self._deny(f"arguments are not JSON data: {exc}", rule)
+        if size > limit:
+            return self._deny(f"arguments are {size} bytes; the limit is {limit}", rule)
+        try:
+            model = call.spec.arguments_model.model_validate(raw)
+        except ValidationError as exc:
+            return self._deny(_describe(exc), rule)
+        arguments = {name: getattr(model, name) for name in type(model).model_fields}
+        problem = _amount_problem(arguments)
+        if problem:
+            return self._deny(problem, rule)
+        try:
+            canonical = canonical_json(arguments)
+        except ValueError as exc:
+            return self._deny(f"arguments cannot be canonicalized: {exc}", rule)
+        call.arguments = arguments
+        call.canonical_arguments = to_jsonable(arguments)
+        call.arguments_sha256 = sha256_hex(canonical)
+        return None
+
+    def _deny(self, reason: str, rule: str) -> Decision:
+        return Decision.deny(self.stage, f"invalid arguments: {reason}", rule)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts: list[str] = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "(arguments)"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown argument {where!r}")
+        elif error["type"] == "missing":
+            parts.append(f"missing argument {where!r}")
+        else:
+            parts.append(f"{where!r}: {error['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _amount_problem(arguments: dict[str, Any]) -> str | None:
+    for name, value in arguments.items():
+        if isinstance(value, float):
+            value = Decimal(repr(value))
+        if isinstance(value, Decimal):
+            if value != value.quantize(_FOUR_PLACES):
+                return f"{name!r} has more than 4 decimal places"
+            if abs(value) >= _CEDAR_DECIMAL_LIMIT:
+                return f"{name!r} is too large"
+        elif isinstance(value, int) and not isinstance(value, bool) and not (
+            -(2**63) <= value < 2**63
+        ):
+            return f"{name!r} does not fit in 64 bits"
+    return None

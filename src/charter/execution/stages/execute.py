@@ -1,0 +1,85 @@
+"""Stage 7: run the tool with its credential, its idempotency key and its time limit.
+
+Async tools are awaited under ``asyncio.wait_for``. Sync tools run inline when no time limit
+applies, else in a worker thread so the limit is real; Python cannot stop a thread, so a timed
+out sync tool may still finish in the background: its result is discarded, the call recorded
+as a timeout, and its idempotency key lets the external system ignore a late duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from charter.contract.tool import ToolContext
+from charter.core.canonical import to_jsonable
+from charter.core.events import ToolCallOutcome
+
+if TYPE_CHECKING:
+    from charter.execution.call import PendingCall
+    from charter.execution.run import Run
+
+__all__ = ["Execution", "execute"]
+
+_MAX_MODEL_TEXT = 65_536
+_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="charter-tool")
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    outcome: ToolCallOutcome
+    value: Any
+    text: str  # redacted; what the model sees and the audit keeps
+
+
+async def execute(run: Run, call: PendingCall, idempotency_key: str) -> Execution:
+    assert call.spec is not None and call.decl is not None
+    credential = (
+        run.services.secrets.resolve(call.decl.credential) if call.decl.credential else None
+    )
+    context = ToolContext(
+        run_id=run.id,
+        call_id=call.call_id,
+        idempotency_key=idempotency_key,
+        tool=call.tool,
+        principal=run.principal,
+        environment=run.environment,
+        credential=credential,
+        resources=run.resources,
+    )
+    timeout = _time_limit(run, call)
+    try:
+        if call.spec.is_async:
+            value = await asyncio.wait_for(call.spec.call(call.arguments, context), timeout)
+        elif timeout is None:
+            value = call.spec.call(call.arguments, context)
+        else:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(_THREADS, call.spec.call, call.arguments, context)
+            value = await asyncio.wait_for(future, timeout)
+    except TimeoutError:
+        return Execution("timeout", None, f"the tool did not finish within {timeout:g}s; "
+                         f"idempotency key {idempotency_key}")
+    except Exception as exc:
+        return Execution("error", None, run.redact_text(f"{type(exc).__name__}: {exc}"))
+    return Execution("executed", value, _render(run, value))
+
+
+def _time_limit(run: Run, call: PendingCall) -> float | None:
+    per_tool = run.charter.spec.tool_timeout(call.tool)
+    left = run.ledger.seconds_left()
+    limits = [t for t in (per_tool, left) if t is not None]
+    return min(limits) if limits else None
+
+
+def _render(run: Run, value: Any) -> str:
+    try:
+        text = json.dumps(to_jsonable(run.redact(value)), ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        text = run.redact_text(repr(value))
+    if len(text) > _MAX_MODEL_TEXT:
+        text = text[:_MAX_MODEL_TEXT] + f"... [truncated {len(text) - _MAX_MODEL_TEXT} chars]"
+    return text

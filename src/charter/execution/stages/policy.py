@@ -1,0 +1,29 @@
+"""Stage 5: ask Cedar, with the full request: who, where, what, how much so far, and taint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from charter.core.decision import Decision, Stage
+from charter.policy.request import build_context
+
+if TYPE_CHECKING:
+    from charter.execution.call import PendingCall
+    from charter.execution.run import Run
+
+
+class PolicyStage:
+    stage = Stage.POLICY
+
+    def check(self, run: Run, call: PendingCall) -> Decision | None:
+        charter = run.charter
+        context = build_context(
+            arguments=call.arguments,
+            visible=charter.tool_args.get(call.tool, {}),
+            derived=charter.derived.get(call.tool, ()),
+            principal=run.principal_context,
+            environment=run.environment,
+            totals=run.ledger.totals(),
+            taint=run.provenance.report(call.arguments),
+        )
+        return run.engine.decide(call.tool, run.principal.user, context)

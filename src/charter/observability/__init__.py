@@ -1,0 +1,1 @@
+"""Observability: the audit log and tracing."""

@@ -1,0 +1,111 @@
+"""Subscribes the audit log to run events: every decision becomes an audit record."""
+
+from __future__ import annotations
+
+from charter.core.events import Event, RunFinished, RunIdentity, RunStarted, ToolCallFinished
+from charter.observability.audit import AuditEntry, AuditLog
+
+__all__ = ["AuditRecorder"]
+
+
+class AuditRecorder:
+    """Turns ``RunStarted``, ``ToolCallFinished`` and ``RunFinished`` into audit entries.
+
+    Model calls are not decisions, so they go to traces, not here.
+    """
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ToolCallFinished):
+            d = event.decision
+            self._log.append(
+                _entry(
+                    event.run,
+                    "tool_call",
+                    event,
+                    tool=event.tool,
+                    arguments=event.arguments,
+                    arguments_sha256=event.arguments_sha256 or None,
+                    verdict=d.verdict.value,
+                    reason=d.reason,
+                    rule_id=d.rule_id,
+                    stage=d.stage.value,
+                    outcome=event.outcome,
+                    span_id=event.span_id,
+                    detail=event.detail,
+                    approval_request_id=event.approval_request_id,
+                )
+            )
+        elif isinstance(event, RunStarted):
+            self._log.append(
+                _entry(
+                    event.run,
+                    "run_started",
+                    event,
+                    reason="run started",
+                    outcome="started",
+                    detail=f"input sha256 {event.input_sha256}",
+                )
+            )
+        elif isinstance(event, RunFinished):
+            d = event.decision
+            self._log.append(
+                _entry(
+                    event.run,
+                    "run_finished",
+                    event,
+                    verdict=d.verdict.value if d else None,
+                    reason=event.reason,
+                    rule_id=d.rule_id if d else None,
+                    stage=d.stage.value if d else None,
+                    outcome=event.outcome,
+                    detail=", ".join(f"{k}={v}" for k, v in sorted(event.totals.items())),
+                )
+            )
+
+
+def _entry(
+    run: RunIdentity,
+    kind: str,
+    event: RunStarted | ToolCallFinished | RunFinished,
+    *,
+    tool: str | None = None,
+    arguments: dict[str, object] | None = None,
+    arguments_sha256: str | None = None,
+    verdict: str | None = None,
+    reason: str,
+    rule_id: str | None = None,
+    stage: str | None = None,
+    outcome: str,
+    span_id: str = "",
+    detail: str = "",
+    approval_request_id: str | None = None,
+) -> AuditEntry:
+    return AuditEntry(
+        kind=kind,  # type: ignore[arg-type]
+        at=event.at,
+        tenant=run.tenant,
+        user=run.user,
+        service_principal=run.service_principal,
+        roles=run.roles,
+        environment=run.environment,
+        run_id=run.run_id,
+        charter_name=run.charter_name,
+        charter_sha256=run.charter_sha256,
+        model=run.model,
+        prompt_sha256=run.prompt_sha256,
+        tool=tool,
+        arguments=arguments,
+        arguments_sha256=arguments_sha256,
+        verdict=verdict,
+        reason=reason,
+        rule_id=rule_id,
+        stage=stage,
+        outcome=outcome,
+        trace_id=run.trace_id,
+        span_id=span_id,
+        detail=detail,
+        approval_request_id=approval_request_id,
+    )

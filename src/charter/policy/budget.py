@@ -1,0 +1,128 @@
+"""Budgets that fail closed: tokens, tool calls, wall time and USD, reserved atomically.
+
+A call first *reserves* its worst case (a tool's declared fee; a model call's prompt plus its
+``max_output_tokens``), under one lock, against ``committed + reserved``; so any number of
+threads racing for the last dollar overspend by exactly zero. When the call finishes it
+*settles* the actual amount, or *releases* the reservation if it never ran.
+
+Every tool call that reaches the budget stage uses one tool-call slot, even if a later stage
+denies it: a hijacked model looping on forbidden calls must run out of attempts.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+
+from charter.core.clock import Clock
+from charter.core.decision import Decision, Stage
+
+__all__ = ["BudgetLedger", "BudgetLimits", "BudgetTotals", "Reservation"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLimits:
+    max_total_tokens: int | None = None
+    max_tool_calls: int | None = None
+    max_usd: Decimal | None = None
+    overall_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    tool_calls: int
+    tokens: int
+    usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetTotals:
+    tool_calls: int
+    total_tokens: int
+    cost_usd: Decimal
+    elapsed_seconds: float
+
+
+class BudgetLedger:
+    """One run's spending. Thread-safe."""
+
+    def __init__(self, limits: BudgetLimits, clock: Clock) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._started = clock.monotonic()
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._tokens = 0
+        self._usd = Decimal(0)
+        self._reserved_tokens = 0
+        self._reserved_usd = Decimal(0)
+
+    def reserve(
+        self, *, tool_calls: int = 0, tokens: int = 0, usd: Decimal = Decimal(0)
+    ) -> Reservation | Decision:
+        """Reserve, or return the deny ``Decision`` naming the budget that would break."""
+        limits = self.limits
+        with self._lock:
+            elapsed = self._clock.monotonic() - self._started
+            if limits.overall_seconds is not None and elapsed >= limits.overall_seconds:
+                return _breach("timeouts.overall_seconds",
+                               f"the run has used {elapsed:.1f}s of its {limits.overall_seconds}s")
+            if limits.max_tool_calls is not None and self._calls + tool_calls > limits.max_tool_calls:
+                return _breach("max_tool_calls",
+                               f"all {limits.max_tool_calls} tool calls of this run are used")
+            if (limits.max_total_tokens is not None
+                    and self._tokens + self._reserved_tokens + tokens > limits.max_total_tokens):
+                return _breach("max_total_tokens",
+                               f"{tokens} more tokens would pass the run's limit of "
+                               f"{limits.max_total_tokens} ({self._tokens} used)")
+            if (limits.max_usd is not None
+                    and self._usd + self._reserved_usd + usd > limits.max_usd):
+                return _breach("max_usd_per_run",
+                               f"${usd} more would pass the run's limit of ${limits.max_usd} "
+                               f"(${self._usd} spent)")
+            self._calls += tool_calls  # slots are used on attempt, see module docstring
+            self._reserved_tokens += tokens
+            self._reserved_usd += usd
+            return Reservation(tool_calls, tokens, usd)
+
+    def settle(self, reservation: Reservation, *, tokens: int, usd: Decimal) -> Decision | None:
+        """Replace a reservation with what was actually spent.
+
+        Returns a deny ``Decision`` if the actual spend broke a limit (possible only when a
+        provider exceeds the output limit it was given); the spend is still recorded.
+        """
+        with self._lock:
+            self._reserved_tokens -= reservation.tokens
+            self._reserved_usd -= reservation.usd
+            self._tokens += tokens
+            self._usd += usd
+            limits = self.limits
+            if limits.max_total_tokens is not None and self._tokens > limits.max_total_tokens:
+                return _breach("max_total_tokens",
+                               f"actual use {self._tokens} passed the limit "
+                               f"{limits.max_total_tokens}")
+            if limits.max_usd is not None and self._usd > limits.max_usd:
+                return _breach("max_usd_per_run",
+                               f"actual spend ${self._usd} passed the limit ${limits.max_usd}")
+            return None
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back the tokens and money of a call that did not run (not its slot)."""
+        with self._lock:
+            self._reserved_tokens -= reservation.tokens
+            self._reserved_usd -= reservation.usd
+
+    def totals(self) -> BudgetTotals:
+        with self._lock:
+            return BudgetTotals(self._calls, self._tokens, self._usd,
+                                self._clock.monotonic() - self._started)
+
+    def seconds_left(self) -> float | None:
+        if self.limits.overall_seconds is None:
+            return None
+        return max(0.0, self.limits.overall_seconds - (self._clock.monotonic() - self._started))
+
+
+def _breach(rule: str, reason: str) -> Decision:
+    return Decision.deny(Stage.BUDGET, f"budget exceeded: {reason}", f"budget.{rule}")

@@ -1,0 +1,79 @@
+"""Building the Cedar request context for one tool call (see ``contract.cedar_compile``).
+
+The context is always complete (every declared attribute present) because Cedar skips a
+policy whose evaluation errors on a missing attribute, and a skipped ``forbid`` fails open.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from charter.contract.cedar_compile import DerivedFact
+from charter.contract.conditions import CedarType
+from charter.policy.budget import BudgetTotals
+from charter.policy.taint import TaintReport
+
+__all__ = ["build_context", "cedar_decimal", "email_domain"]
+
+_FOUR = Decimal("0.0001")
+# One plain address, nothing else: no display names, lists, comments or quoted local parts.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@([A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63})")
+
+
+def cedar_decimal(value: Decimal | float | int) -> dict[str, Any]:
+    amount = value if isinstance(value, Decimal) else Decimal(repr(value))
+    return {"__extn": {"fn": "decimal", "arg": format(amount.quantize(_FOUR), "f")}}
+
+
+def email_domain(value: str) -> str:
+    """The lower-cased domain of exactly one plain e-mail address, or ``""``."""
+    match = _EMAIL.fullmatch(value)
+    return match.group(1).lower() if match else ""
+
+
+def build_context(
+    *,
+    arguments: Mapping[str, Any],
+    visible: Mapping[str, tuple[CedarType, bool]],
+    derived: tuple[DerivedFact, ...],
+    principal: Mapping[str, Any],
+    environment: str,
+    totals: BudgetTotals,
+    taint: TaintReport,
+) -> str:
+    """The serialized context of one request."""
+    args: dict[str, Any] = {}
+    for name, (cedar_type, _required) in visible.items():
+        value = arguments.get(name)
+        if value is None:
+            continue  # optional and absent: policies test it with `has`
+        args[name] = cedar_decimal(value) if cedar_type == "Decimal" else value
+    facts: dict[str, Any] = {}
+    for fact in derived:
+        value = arguments.get(fact.argument)
+        text = value if isinstance(value, str) else ""
+        if fact.kind == "domain":
+            facts[fact.name] = email_domain(text)
+        elif fact.kind == "length":
+            facts[fact.name] = len(text)
+        else:
+            facts[fact.name] = bool(fact.pattern is not None and re.fullmatch(fact.pattern, text))
+    context = {
+        "args": args,
+        "principal": principal,
+        "environment": environment,
+        "run": {
+            "tool_calls": totals.tool_calls,
+            "total_tokens": totals.total_tokens,
+            "cost_usd": cedar_decimal(totals.cost_usd),
+        },
+        "untrusted_read": taint.untrusted_read,
+        "tainted_any": any(taint.tainted.get(name, False) for name in visible),
+        "tainted": {name: taint.tainted.get(name, False) for name in visible},
+        "derived": facts,
+    }
+    return json.dumps(context, separators=(",", ":"))

@@ -1,0 +1,189 @@
+"""The composition root: one object that wires a process's runs to audit and tracing.
+
+Lower layers never import this module; the CLI, the server and embedding applications do.
+
+Example:
+    ```python
+    runtime = Runtime(Settings.from_env())
+    charter = Charter.load("charter.yaml")
+    result = await runtime.run_agent(charter, model, "Handle ticket T-1001",
+                                     principal=Principal("alice", "acme"))
+    ```
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from charter.contract.loader import Charter
+from charter.core.clock import Clock, SystemClock
+from charter.core.errors import ModelConfigError
+from charter.core.events import EventBus
+from charter.core.settings import Settings
+from charter.execution.agent import RunResult, run_agent
+from charter.execution.approvals import InMemoryGrants
+from charter.execution.kill_switch import KillSwitches
+from charter.execution.model import Model
+from charter.execution.run import Run, RunServices
+from charter.identity.principal import ENVIRONMENTS, Environment, Principal
+from charter.identity.secrets import (
+    ChainSecretProvider,
+    EnvSecretProvider,
+    FileSecretProvider,
+    Redactor,
+    SecretProvider,
+)
+from charter.observability.audit import AuditLog
+from charter.observability.audit_recorder import AuditRecorder
+from charter.observability.tracing import PresetIdGenerator, SpanRecorder
+from charter.policy.cedar_engine import CedarEngine
+from charter.policy.pricing import ModelPrice, price_for
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """Process-wide services for runs: audit log, tracing, secrets, kill switches, approvals.
+
+    Args:
+        settings: where state lives; defaults to ``Settings.from_env()``.
+        clock: injectable time.
+        tracer_provider: an OpenTelemetry SDK provider; one with Charter's id generator and
+            no exporter is made if omitted.
+        secret_providers: overrides the default chain (environment, then secret files).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        tracer_provider: TracerProvider | None = None,
+        secret_providers: Sequence[SecretProvider] | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.audit = AuditLog(self.settings.audit_path)
+        self.tracer_provider = tracer_provider or TracerProvider(id_generator=PresetIdGenerator())
+        redactor = Redactor()
+        providers = secret_providers if secret_providers is not None else (
+            EnvSecretProvider(), FileSecretProvider(self.settings.secrets_dir))
+        self.kill_switches = KillSwitches()
+        self.grants = InMemoryGrants()
+        bus = EventBus()
+        # Audit first: if it cannot record, the publisher fails before anything else sees
+        # the event, and the caller learns the action was not recorded.
+        bus.subscribe(AuditRecorder(self.audit))
+        bus.subscribe(SpanRecorder(self.tracer_provider))
+        self.services = RunServices(
+            bus=bus,
+            secrets=ChainSecretProvider(providers, redactor),
+            redactor=redactor,
+            kill_switches=self.kill_switches,
+            grants=self.grants,
+            clock=clock or SystemClock(),
+        )
+        self._engines: dict[str, CedarEngine] = {}
+
+    def engine_for(self, charter: Charter) -> CedarEngine:
+        """The pre-parsed policy engine of ``charter`` (parsed once per charter version)."""
+        engine = self._engines.get(charter.content_sha256)
+        if engine is None:
+            engine = CedarEngine(charter.cedar_text, charter.rules)
+            self._engines[charter.content_sha256] = engine
+        return engine
+
+    def start_run(
+        self,
+        charter: Charter,
+        principal: Principal,
+        *,
+        environment: str | None = None,
+        resources: Sequence[object] = (),
+        model_name: str | None = None,
+    ) -> Run:
+        """A new run; call tools on it directly, or give it to ``run_agent``."""
+        env = environment or self.settings.environment
+        if env not in ENVIRONMENTS:
+            raise ValueError(f"environment {env!r} must be one of {', '.join(ENVIRONMENTS)}")
+        spec = charter.spec.model
+        return Run(
+            charter=charter,
+            principal=principal,
+            environment=env,  # type: ignore[arg-type]
+            services=self.services,
+            engine=self.engine_for(charter),
+            model_name=model_name or f"{spec.provider}:{spec.name}",
+            resources=resources,
+        )
+
+    async def run_agent(
+        self,
+        charter: Charter,
+        model: Model,
+        user_input: str,
+        *,
+        principal: Principal,
+        environment: Environment | None = None,
+        resources: Sequence[object] = (),
+        max_steps: int = 24,
+    ) -> RunResult:
+        """Run the built-in agent loop for ``user_input`` under ``charter``."""
+        run = self.start_run(charter, principal, environment=environment, resources=resources,
+                             model_name=f"{model.provider}:{model.name}")
+        return await run_agent(run, model, user_input, price=self.price_for(charter),
+                               max_steps=max_steps)
+
+    def price_for(self, charter: Charter) -> ModelPrice | None:
+        """The price the charter's model is charged at; fails if a USD budget needs one."""
+        spec = charter.spec.model
+        provider, name = (spec.priced_as.split(":", 1) if spec.priced_as
+                          else (spec.provider, spec.name))
+        try:
+            return price_for(provider, name)
+        except ModelConfigError:
+            if charter.spec.budgets.max_usd_per_run is not None:
+                raise
+            return None
+
+    def build_model(self, charter: Charter, **kwargs: Any) -> Model:
+        """Instantiate the charter's model. Scripted models come from their factory."""
+        spec = charter.spec.model
+        if spec.provider != "scripted" or spec.factory is None:
+            raise ModelConfigError(
+                f"provider {spec.provider!r} has no built-in adapter in this version; use a "
+                "scripted model (provider: scripted, factory: 'module:attribute') or pass a "
+                "Model object to run_agent"
+            )
+        module_name, _, attribute = spec.factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attribute or "model")
+        model = factory(**kwargs)
+        if not isinstance(model, Model):
+            raise ModelConfigError(f"{spec.factory} did not build a Model (got {type(model)})")
+        return model
+
+    def toolkit_resources(self, charter: Charter) -> tuple[object, ...]:
+        """Per-run resources from the charter's toolkits.
+
+        A toolkit module may define ``make_resources() -> Sequence[object]``; it is called
+        once per run so each run gets fresh clients (or, in the example, a fresh desk).
+        """
+        resources: list[object] = []
+        for module_name in charter.spec.toolkit:
+            factory = getattr(importlib.import_module(module_name), "make_resources", None)
+            if callable(factory):
+                resources.extend(factory())
+        return tuple(resources)
+
+    def close(self) -> None:
+        self.audit.close()
+        self.tracer_provider.shutdown()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
