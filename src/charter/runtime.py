@@ -77,7 +77,8 @@ class Runtime:
         # Audit first: if it cannot record, the publisher fails before anything else sees
         # the event, and the caller learns the action was not recorded.
         bus.subscribe(AuditRecorder(self.audit))
-        bus.subscribe(SpanRecorder(self.tracer_provider))
+        self.spans = SpanRecorder(self.tracer_provider)
+        bus.subscribe(self.spans)
         self.services = RunServices(
             bus=bus,
             secrets=ChainSecretProvider(providers, redactor),
@@ -92,7 +93,7 @@ class Runtime:
         """The pre-parsed policy engine of ``charter`` (parsed once per charter version)."""
         engine = self._engines.get(charter.content_sha256)
         if engine is None:
-            engine = CedarEngine(charter.cedar_text, charter.rules)
+            engine = CedarEngine(charter.cedar_text, charter.rules, charter.tools)
             self._engines[charter.content_sha256] = engine
         return engine
 
@@ -178,7 +179,13 @@ class Runtime:
                 resources.extend(factory())
         return tuple(resources)
 
+    def flush_traces(self) -> None:
+        """Wait until every span of finished work is handed to the span processors."""
+        self.spans.flush()
+        self.tracer_provider.force_flush()
+
     def close(self) -> None:
+        self.spans.close()
         self.audit.close()
         self.tracer_provider.shutdown()
 

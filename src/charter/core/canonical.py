@@ -14,8 +14,16 @@ from typing import Any
 __all__ = ["canonical_json", "sha256_hex", "to_jsonable"]
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def to_jsonable(value: Any) -> Any:
     """Turn ``value`` into plain JSON types; Decimals become exact strings."""
+    kind = type(value)
+    if kind in _PLAIN:  # the common case first: this runs on every audited call
+        return value
+    if kind is dict:
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, Decimal):
         return _decimal_text(value)
     if isinstance(value, dict):

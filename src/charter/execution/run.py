@@ -18,9 +18,9 @@ from typing import Any
 from charter.contract.loader import Charter
 from charter.core.clock import Clock, SystemClock
 from charter.core.decision import Decision, Stage, Verdict
+from charter.core.errors import KillSignal
 from charter.core.events import EventBus, RunIdentity, ToolCallFinished, ToolCallOutcome
 from charter.core.ids import new_id
-from charter.core.errors import KillSignal
 from charter.execution.approvals import ApprovalGrants, ApprovalRequest, InMemoryGrants
 from charter.execution.call import PendingCall, ToolResult
 from charter.execution.kill_switch import KillSwitches, KillSwitchView
@@ -158,8 +158,13 @@ class Run:
             KillSignal: the kill switch is active for this run (after the refusal is audited).
         """
         clock = self.services.clock
-        call = PendingCall(name, arguments, call_id or new_id("call"), os.urandom(8).hex(),
-                           clock.monotonic())
+        call = PendingCall(
+            _shown_name(name),
+            arguments,
+            call_id or new_id("call"),
+            os.urandom(8).hex(),
+            clock.monotonic(),
+        )
         self._step += 1
         decision: Decision | None = None
         for guard in _GUARDS:
@@ -171,9 +176,24 @@ class Run:
         if decision.verdict is Verdict.REQUIRE_APPROVAL:
             return self._refuse(call, decision)
         key = f"{self.id}:{self._step}"
-        execution = await execute(self, call, key)
         assert call.reservation is not None
-        self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
+        try:
+            execution = await execute(self, call, key)
+        except KillSignal as signal:
+            # The kill reached into the running tool: the call is still recorded (and
+            # charged, it had started) before the signal goes on up.
+            self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
+            killed = Decision.deny(
+                Stage.KILL_SWITCH,
+                f"killed while running ({signal.scope}): {signal.reason}",
+                f"kill-switch:{signal.scope}",
+            )
+            self._finish(call, killed, "killed", self.redact_text(str(signal)), None)
+            raise
+        if execution.started:
+            self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
+        else:  # e.g. its credential could not be resolved: nothing ran, nothing to charge
+            self.ledger.release(call.reservation)
         if execution.outcome == "executed":
             decl = call.decl
             if decl is not None and decl.output == "untrusted":
@@ -197,7 +217,7 @@ class Run:
                 tenant=self.principal.tenant,
                 requested_by=self.principal.user,
                 tool=call.tool,
-                arguments=self.redact(call.canonical_arguments),  # type: ignore[arg-type]
+                arguments=self.redact(call.canonical_arguments),
                 arguments_sha256=call.arguments_sha256,
                 reason=decision.reason,
                 rule_id=decision.rule_id,
@@ -209,7 +229,10 @@ class Run:
             text = f"DENIED: {decision.reason} [rule {decision.rule_id}]"
         result = self._finish(call, decision, outcome, text, None, approval)
         if outcome == "killed":
-            raise KillSignal(decision.rule_id.removeprefix("kill-switch:"), decision.reason)
+            scope = decision.rule_id.removeprefix("kill-switch:")
+            # The signal carries the operator's reason, not the decision's sentence around it.
+            reason = decision.reason.removeprefix(f"kill switch active ({scope}): ")
+            raise KillSignal(scope, reason)
         return result
 
     def _finish(
@@ -223,7 +246,10 @@ class Run:
     ) -> ToolResult:
         clock = self.services.clock
         duration_ms = (clock.monotonic() - call.started) * 1000
-        arguments = call.canonical_arguments or _shown_raw(call.raw_arguments)
+        # A validated call (its hash is set) shows its canonical arguments, even when empty.
+        arguments = (
+            call.canonical_arguments if call.arguments_sha256 else _shown_raw(call.raw_arguments)
+        )
         redacted = self.redact(arguments)
         self.services.bus.publish(
             ToolCallFinished(
@@ -232,7 +258,7 @@ class Run:
                 call_id=call.call_id,
                 span_id=call.span_id,
                 tool=call.tool,
-                arguments=redacted,  # type: ignore[arg-type]
+                arguments=redacted,
                 arguments_sha256=call.arguments_sha256,
                 decision=decision,
                 outcome=outcome,
@@ -249,16 +275,40 @@ class Run:
             model_text=text,
             value=value,
             duration_ms=duration_ms,
-            arguments=redacted,  # type: ignore[arg-type]
+            arguments=redacted,
             approval=approval,
         )
         self.results.append(result)
         return result
 
 
+def _shown_name(name: Any) -> str:
+    """The tool name as recorded. A name that could not be declared is shown as its repr.
+
+    Declared names are short identifiers; anything else (not a str, not UTF-8, very long)
+    becomes a bounded repr, which starts with a quote or ``<`` and so never equals a
+    declared name, and which the audit log and traces can store.
+    """
+    if isinstance(name, str):
+        if len(name) <= 128 and name.isprintable() and name.isascii():
+            return name
+        return _bounded(repr(name), 128)
+    return _bounded(f"<{type(name).__name__}: {_safe_repr(name)}>", 128)
+
+
 def _shown_raw(raw: Any) -> dict[str, Any]:
     """Arguments that failed validation, kept for the audit log but bounded in size."""
-    text = repr(raw)
-    if len(text) > 2048:
-        text = text[:2048] + f"... [{len(text) - 2048} more chars]"
-    return {"_unvalidated": text}
+    return {"_unvalidated": _bounded(_safe_repr(raw), 2048)}
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:  # too deep (RecursionError), too many digits (ValueError), hostile
+        return f"<{type(value).__name__} that cannot be shown>"
+
+
+def _bounded(text: str, limit: int) -> str:
+    if len(text) > limit:
+        return text[:limit] + f"... [{len(text) - limit} more chars]"
+    return text

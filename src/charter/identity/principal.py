@@ -11,7 +11,8 @@ __all__ = ["ENVIRONMENTS", "Environment", "Principal"]
 Environment = Literal["dev", "staging", "prod"]
 ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$")
+# Matched with fullmatch: a ``$`` anchor would also accept a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +33,25 @@ class Principal:
 
     def __post_init__(self) -> None:
         for label, value in (("user", self.user), ("tenant", self.tenant)):
-            if not _NAME.match(value):
+            if not isinstance(value, str) or not _NAME.fullmatch(value):
                 raise ValueError(
                     f"{label} {value!r} is not a valid identifier; use 1-128 letters, digits "
                     "or . _ @ : + - (starting with a letter or digit)"
                 )
+        if self.service_principal and (
+            not isinstance(self.service_principal, str)
+            or not _NAME.fullmatch(self.service_principal)
+        ):
+            raise ValueError(
+                f"service principal {self.service_principal!r} is not a valid identifier"
+            )
+        roles: object = self.roles
+        if isinstance(roles, str | bytes):
+            # A bare string would be taken apart into one-letter roles.
+            raise TypeError(f"roles must be a tuple of str, not {type(roles).__name__}")
+        object.__setattr__(self, "roles", tuple(self.roles))
         for role in self.roles:
-            if not _NAME.match(role):
+            if not isinstance(role, str) or not _NAME.fullmatch(role):
                 raise ValueError(f"role {role!r} is not a valid identifier")
 
     def for_agent(self, charter_name: str) -> Principal:

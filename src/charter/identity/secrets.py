@@ -8,10 +8,11 @@ traces or error text, even if a tool echoes it back.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from charter.core.errors import SecretNotFound, UserError, env_var_for_secret
 
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 REDACTED = "[REDACTED]"
+
+# The credential names a charter may use: a plain file name, never a path.
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Secret:
@@ -49,7 +53,7 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return repr(self)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Secret values cannot be pickled")
 
 
@@ -87,18 +91,23 @@ class FileSecretProvider:
         self.description = f"files in {directory}"
 
     def get(self, name: str) -> str | None:
-        if not name or "/" in name or "\\" in name or name.startswith("."):
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
             raise UserError(f"credential name {name!r} is not a plain file name")
         path = self._directory / name
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise UserError(f"cannot read secret file {str(path)!r}: {exc}") from None
         if mode & 0o077:
             raise UserError(
                 f"secret file {str(path)!r} is readable by group or others; run chmod 600 on it"
             )
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read secret file {str(path)!r}: {exc}") from None
 
 
 class ChainSecretProvider:
@@ -152,7 +161,10 @@ class Redactor:
         if isinstance(value, str):
             return self.redact_text(value)
         if isinstance(value, dict):
-            return {k: self.redact(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
+            return {
+                self.redact(k) if isinstance(k, str) else k: self.redact(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple | set | frozenset):
             return [self.redact(v) for v in value]
         return value

@@ -1,20 +1,22 @@
 """Cedar decisions: pre-parsed policies in, a ``Decision`` with its rule id out.
 
 A matching ``forbid`` means deny or require approval depending on the rule (see
-``contract.cedar_compile.RuleMeta``); deny wins over approval. No matching ``permit`` means
+``contract.cedar_compile.RuleMeta``); deny wins over approval, and among rules of one kind the first in the charter is
+reported (the others are listed in the reason). No matching ``permit`` means
 deny by default. Any evaluation error means deny: Cedar skips a policy that errors, which for a
 ``forbid`` would fail open, so we refuse to trust a decision that came with errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import cedarpy
 
 from charter.contract.cedar_compile import NAMESPACE, RuleMeta
 from charter.core.decision import Decision, Stage, Verdict
+from charter.policy.cedar_scope import CONTEXT_KEYS, scope_policies
 
 __all__ = ["DEFAULT_DENY", "POLICY_ERROR", "CedarEngine"]
 
@@ -25,10 +27,24 @@ POLICY_ERROR = "policy-error"
 class CedarEngine:
     """Evaluates one charter's policies. Thread-safe: it holds only immutable handles."""
 
-    def __init__(self, cedar_text: str, rules: Mapping[str, RuleMeta]) -> None:
-        self._policies = cedarpy.PolicySet.from_str(cedar_text)
+    def __init__(
+        self, cedar_text: str, rules: Mapping[str, RuleMeta], actions: Iterable[str]
+    ) -> None:
+        self._scopes = scope_policies(cedar_text, actions)
+        self._policies = {
+            action: cedarpy.PolicySet.from_str(scope.policies)
+            for action, scope in self._scopes.items()
+        }
+        self._empty = cedarpy.PolicySet.from_str("")
         self._entities = cedarpy.Entities.from_json_str("[]")
         self._rules = dict(rules)
+        # Precedence among rules that fire together: the order they appear in the charter.
+        self._order = {rule_id: index for index, rule_id in enumerate(self._rules)}
+
+    def context_keys(self, tool: str) -> frozenset[str]:
+        """The context attributes the policies of ``tool`` read (see ``cedar_scope``)."""
+        scope = self._scopes.get(tool)
+        return scope.context_keys if scope is not None else CONTEXT_KEYS
 
     def decide(self, tool: str, user: str, context_json: str) -> Decision:
         """Decide one request; ``context_json`` is the serialized request context."""
@@ -40,7 +56,8 @@ class CedarEngine:
             "context": context_json,
         }
         try:
-            result = cedarpy.is_authorized(request, self._policies, self._entities)
+            policies = self._policies.get(tool, self._empty)
+            result = cedarpy.is_authorized(request, policies, self._entities)
         except Exception as exc:  # malformed request: never allow on a broken evaluation
             return Decision.deny(Stage.POLICY, f"policy evaluation failed: {exc}", POLICY_ERROR)
         diagnostics = result.diagnostics
@@ -58,14 +75,14 @@ class CedarEngine:
                 rule.rule_id if rule else ",".join(by_reason.values()),
                 Stage.POLICY,
             )
-        denials = sorted((m for m in matched if m.effect == "deny"), key=lambda m: m.rule_id)
-        if denials:
-            return Decision(Verdict.DENY, denials[0].reason, denials[0].rule_id, Stage.POLICY)
-        approvals = sorted(
-            (m for m in matched if m.effect == "require_approval"), key=lambda m: m.rule_id
-        )
-        if approvals:
-            return Decision(
-                Verdict.REQUIRE_APPROVAL, approvals[0].reason, approvals[0].rule_id, Stage.POLICY
+        for effect in ("deny", "require_approval"):
+            fired = sorted(
+                (m for m in matched if m.effect == effect), key=lambda m: self._order[m.rule_id]
             )
+            if fired:
+                verdict = Verdict.DENY if effect == "deny" else Verdict.REQUIRE_APPROVAL
+                reason = fired[0].reason
+                if len(fired) > 1:
+                    reason += f" (also: {', '.join(m.rule_id for m in fired[1:])})"
+                return Decision(verdict, reason, fired[0].rule_id, Stage.POLICY)
         return Decision.deny(Stage.POLICY, f"no rule permits {tool} for this request", DEFAULT_DENY)

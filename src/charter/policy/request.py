@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -37,21 +37,50 @@ def email_domain(value: str) -> str:
 
 def build_context(
     *,
+    keys: frozenset[str],
     arguments: Mapping[str, Any],
     visible: Mapping[str, tuple[CedarType, bool]],
     derived: tuple[DerivedFact, ...],
     principal: Mapping[str, Any],
     environment: str,
-    totals: BudgetTotals,
-    taint: TaintReport,
+    totals: Callable[[], BudgetTotals],
+    taint: Callable[[], TaintReport],
 ) -> str:
-    """The serialized context of one request."""
-    args: dict[str, Any] = {}
-    for name, (cedar_type, _required) in visible.items():
-        value = arguments.get(name)
-        if value is None:
-            continue  # optional and absent: policies test it with `has`
-        args[name] = cedar_decimal(value) if cedar_type == "Decimal" else value
+    """The serialized context of one request, holding only the attributes in ``keys``.
+
+    ``totals`` and ``taint`` are computed only when a policy reads them.
+    """
+    context: dict[str, Any] = {}
+    if "args" in keys:
+        args: dict[str, Any] = {}
+        for name, (cedar_type, _required) in visible.items():
+            value = arguments.get(name)
+            if value is None:
+                continue  # optional and absent: policies test it with `has`
+            args[name] = cedar_decimal(value) if cedar_type == "Decimal" else value
+        context["args"] = args
+    if "principal" in keys:
+        context["principal"] = principal
+    if "environment" in keys:
+        context["environment"] = environment
+    if "run" in keys:
+        spent = totals()
+        context["run"] = {
+            "tool_calls": spent.tool_calls,
+            "total_tokens": spent.total_tokens,
+            "cost_usd": cedar_decimal(spent.cost_usd),
+        }
+    if keys & {"untrusted_read", "tainted_any", "tainted"}:
+        report = taint()
+        context["untrusted_read"] = report.untrusted_read
+        context["tainted_any"] = any(report.tainted.get(name, False) for name in visible)
+        context["tainted"] = {name: report.tainted.get(name, False) for name in visible}
+    if "derived" in keys:
+        context["derived"] = _derived_facts(arguments, derived)
+    return json.dumps(context, separators=(",", ":"))
+
+
+def _derived_facts(arguments: Mapping[str, Any], derived: tuple[DerivedFact, ...]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for fact in derived:
         value = arguments.get(fact.argument)
@@ -62,18 +91,4 @@ def build_context(
             facts[fact.name] = len(text)
         else:
             facts[fact.name] = bool(fact.pattern is not None and re.fullmatch(fact.pattern, text))
-    context = {
-        "args": args,
-        "principal": principal,
-        "environment": environment,
-        "run": {
-            "tool_calls": totals.tool_calls,
-            "total_tokens": totals.total_tokens,
-            "cost_usd": cedar_decimal(totals.cost_usd),
-        },
-        "untrusted_read": taint.untrusted_read,
-        "tainted_any": any(taint.tainted.get(name, False) for name in visible),
-        "tainted": {name: taint.tainted.get(name, False) for name in visible},
-        "derived": facts,
-    }
-    return json.dumps(context, separators=(",", ":"))
+    return facts

@@ -38,7 +38,9 @@ class ArgumentsStage:
             size = len(json.dumps(raw, default=str).encode("utf-8"))
         except UnicodeEncodeError:
             return self._deny("arguments contain text that is not valid UTF-8", rule)
-        except (ValueError, TypeError, RecursionError) as exc:
+        except RecursionError:
+            return self._deny("arguments are nested too deeply", rule)
+        except (ValueError, TypeError) as exc:
             return self._deny(f"arguments are not JSON data: {exc}", rule)
         if size > limit:
             return self._deny(f"arguments are {size} bytes; the limit is {limit}", rule)
@@ -82,12 +84,18 @@ def _amount_problem(arguments: dict[str, Any]) -> str | None:
         if isinstance(value, float):
             value = Decimal(repr(value))
         if isinstance(value, Decimal):
-            if value != value.quantize(_FOUR_PLACES):
-                return f"{name!r} has more than 4 decimal places"
+            # Finite and in range first: quantize() raises on infinities and on values too
+            # large for the decimal context (about 1E+24 and up).
+            if not value.is_finite():
+                return f"{name!r} must be a finite number"
             if abs(value) >= _CEDAR_DECIMAL_LIMIT:
                 return f"{name!r} is too large"
-        elif isinstance(value, int) and not isinstance(value, bool) and not (
-            -(2**63) <= value < 2**63
+            if value != value.quantize(_FOUR_PLACES):
+                return f"{name!r} has more than 4 decimal places"
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not (-(2**63) <= value < 2**63)
         ):
             return f"{name!r} does not fit in 64 bits"
     return None

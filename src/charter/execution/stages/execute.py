@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from charter.contract.tool import ToolContext
 from charter.core.canonical import to_jsonable
+from charter.core.errors import UserError
 from charter.core.events import ToolCallOutcome
 
 if TYPE_CHECKING:
@@ -33,13 +34,20 @@ class Execution:
     outcome: ToolCallOutcome
     value: Any
     text: str  # redacted; what the model sees and the audit keeps
+    started: bool = True  # False when the tool was never called (nothing to charge)
 
 
 async def execute(run: Run, call: PendingCall, idempotency_key: str) -> Execution:
-    assert call.spec is not None and call.decl is not None
-    credential = (
-        run.services.secrets.resolve(call.decl.credential) if call.decl.credential else None
-    )
+    assert call.spec is not None
+    assert call.decl is not None
+    try:
+        credential = (
+            run.services.secrets.resolve(call.decl.credential) if call.decl.credential else None
+        )
+    except UserError as exc:  # SecretNotFound, an unsafe secret file: recorded, not raised
+        return Execution(
+            "error", None, run.redact_text(f"{type(exc).__name__}: {exc}"), started=False
+        )
     context = ToolContext(
         run_id=run.id,
         call_id=call.call_id,
@@ -61,10 +69,13 @@ async def execute(run: Run, call: PendingCall, idempotency_key: str) -> Executio
             future = loop.run_in_executor(_THREADS, call.spec.call, call.arguments, context)
             value = await asyncio.wait_for(future, timeout)
     except TimeoutError:
-        return Execution("timeout", None, f"the tool did not finish within {timeout:g}s; "
-                         f"idempotency key {idempotency_key}")
+        return Execution(
+            "timeout",
+            None,
+            f"the tool did not finish within {timeout:g}s; idempotency key {idempotency_key}",
+        )
     except Exception as exc:
-        return Execution("error", None, run.redact_text(f"{type(exc).__name__}: {exc}"))
+        return Execution("error", None, _clean(run.redact_text(f"{type(exc).__name__}: {exc}")))
     return Execution("executed", value, _render(run, value))
 
 
@@ -78,8 +89,19 @@ def _time_limit(run: Run, call: PendingCall) -> float | None:
 def _render(run: Run, value: Any) -> str:
     try:
         text = json.dumps(to_jsonable(run.redact(value)), ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        text = run.redact_text(repr(value))
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = repr(value)
+        except Exception:  # too deep or too many digits to print: say so, keep the call
+            text = f"<{type(value).__name__} result that cannot be shown>"
+    # Again on the final text: default=str and repr render objects the redactor cannot see
+    # inside (dataclasses, bytes, sets), and their text may carry a credential.
+    return _clean(run.redact_text(text))
+
+
+def _clean(text: str) -> str:
+    """Bounded, valid UTF-8 (lone surrogates escaped) so the audit log can store it."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) > _MAX_MODEL_TEXT:
         text = text[:_MAX_MODEL_TEXT] + f"... [truncated {len(text) - _MAX_MODEL_TEXT} chars]"
     return text

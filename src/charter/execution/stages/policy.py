@@ -17,13 +17,15 @@ class PolicyStage:
 
     def check(self, run: Run, call: PendingCall) -> Decision | None:
         charter = run.charter
+        arguments = call.arguments
         context = build_context(
-            arguments=call.arguments,
+            keys=run.engine.context_keys(call.tool),
+            arguments=arguments,
             visible=charter.tool_args.get(call.tool, {}),
             derived=charter.derived.get(call.tool, ()),
             principal=run.principal_context,
             environment=run.environment,
-            totals=run.ledger.totals(),
-            taint=run.provenance.report(call.arguments),
+            totals=run.ledger.totals,
+            taint=lambda: run.provenance.report(arguments),
         )
         return run.engine.decide(call.tool, run.principal.user, context)

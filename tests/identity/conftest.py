@@ -1,0 +1,5 @@
+"""Fixtures shared by the pipeline tests (see ``tests/execution/harness.py``)."""
+
+from tests.execution.harness import runtime, traced
+
+__all__ = ["runtime", "traced"]
