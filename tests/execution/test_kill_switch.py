@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from charter_examples.support_desk.desk import SupportDesk
 
 from charter.contract.tool import ToolContext, tool
 from charter.core.errors import KillSignal
@@ -16,8 +17,6 @@ from charter.execution.model import Message
 from charter.identity.principal import Principal
 from charter.runtime import Runtime
 from charter.testing import ScriptedModel, reply, tool_call
-from charter_examples.support_desk.desk import SupportDesk
-
 from tests.execution.harness import (
     call,
     example_charter,

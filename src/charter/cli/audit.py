@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
-
 from charter.cli.output import EXIT_FAILED, console, emit_json, fail, stderr
 from charter.core.errors import AuditUnavailable
 from charter.core.settings import Settings
@@ -67,11 +65,13 @@ def tail(
     if as_json:
         emit_json([record.as_dict() for record in records])
         return
-    table = Table("at", "tenant#", "run", "kind", "tool", "verdict", "rule", "outcome",
-                  box=None, pad_edge=False)
+    # One line per record, never truncated: an operator greps this.
     for record in records:
         e = record.entry
-        table.add_row(e.at.strftime("%H:%M:%S"), f"{e.tenant}#{record.position}",
-                      e.run_id[-8:], e.kind, e.tool or "", e.verdict or "", e.rule_id or "",
-                      e.outcome)
-    console.print(table)
+        what = f"{e.tool} " if e.tool else ""
+        rule = f" [{e.rule_id}]" if e.rule_id else ""
+        console.print(
+            f"{e.at.isoformat(timespec='seconds')} {e.tenant}#{record.position} {e.kind} "
+            f"{what}-> {e.outcome} ({e.verdict or '-'}{rule}) user={e.user} run={e.run_id}",
+            markup=False, soft_wrap=True,
+        )

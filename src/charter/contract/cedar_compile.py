@@ -215,7 +215,9 @@ def compile_charter_rules(
                          source_of((*loc, "roles"))),
                 f"forbid{_scope(tool)} unless {{ context.principal.roles.containsAny([{roles}]) }};",
             )
-        args = tool_args.get(tool, {})
+        if tool not in tool_args:
+            continue  # no implementation is bound: the loader reports that, arguments unknown
+        args = tool_args[tool]
         facts: list[DerivedFact] = []
         for arg, constraint in decl.constraints.items():
             cloc = (*loc, "constraints", arg)
@@ -232,7 +234,7 @@ def compile_charter_rules(
     ):
         for index, rule in enumerate(rules):
             rloc: tuple[str | int, ...] = ("policies", kind, index)
-            if rule.action not in spec.tools:
+            if rule.action not in spec.tools or rule.action not in tool_args:
                 continue  # reported by the loader with a better message
             effect: RuleEffect = "require_approval" if kind == "require_approval_for" else "deny"
             default_reason = (
@@ -342,7 +344,7 @@ def _compile_untrusted(
     for index, sink in enumerate(rules.sinks):
         loc: tuple[str | int, ...] = ("policies", "untrusted_content", "sinks", index)
         tool, args = (sink.tool, sink.args) if isinstance(sink, SinkSpec) else (sink, None)
-        if tool not in spec.tools:
+        if tool not in spec.tools or tool not in tool_args:
             continue  # reported by the loader
         known = tool_args.get(tool, {})
         if args:

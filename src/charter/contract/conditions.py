@@ -212,11 +212,14 @@ class _Parser:
                 continue
             self._expect("rbrack", "]")
             break
+        if not items:
+            raise ConditionError("an empty list matches nothing",
+                                 'list at least one value, e.g. ["a"]')
         types = {item.type for item in items}
         if types - {"String", "Long"} or len(types) > 1:
             raise ConditionError("a list must hold only strings or only integers",
                                  'e.g. ["a", "b"] or [1, 2]')
-        element = types.pop() if types else "String"
+        element = types.pop()
         set_type: CedarType = "SetLong" if element == "Long" else "SetString"
         return _Typed("[" + ", ".join(item.cedar for item in items) + "]", set_type)
 

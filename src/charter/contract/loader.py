@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
@@ -30,7 +30,7 @@ from charter.contract.cedar_compile import (
 from charter.contract.conditions import CedarType
 from charter.contract.schema import CharterSpec, SinkSpec
 from charter.contract.tool import ToolSpec
-from charter.contract.yaml_source import YamlDocument, load_yaml
+from charter.contract.yaml_source import YamlDocument, clip, load_yaml
 from charter.core.canonical import canonical_json, sha256_hex
 from charter.core.errors import CharterInvalid, Problem
 
@@ -88,11 +88,24 @@ def check_charter(path: Path, *, tools: Sequence[ToolSpec] = ()) -> list[Problem
 
 def load_charter(path: Path, *, tools: Sequence[ToolSpec] = ()) -> Charter:
     """Load and compile a charter; ``tools`` add to (and override) the charter's toolkit."""
+    try:
+        return _load(path, tools)
+    except CharterInvalid as exc:
+        # Messages quote values from the file, which a hostile file can make huge.
+        raise CharterInvalid(
+            [replace(p, message=clip(p.message)) for p in exc.problems]
+        ) from None
+
+
+def _load(path: Path, tools: Sequence[ToolSpec]) -> Charter:
     display = str(path)
     loaded = load_yaml(path, display)
     if isinstance(loaded, Problem):
         raise CharterInvalid([loaded])
     doc = loaded
+    if doc.data is None:
+        raise CharterInvalid([Problem(display, 1, "the file is empty",
+                                      "start with 'charter: <name>'")])
     if not isinstance(doc.data, dict):
         raise CharterInvalid([Problem(display, 1, "a charter must be a YAML mapping",
                                       "start with 'charter: <name>'")])
@@ -130,8 +143,12 @@ class _Assembler:
         for loc, message, hint in compiled.problems:
             self.problem(loc, message, hint)
         schema = cedar_schema(tool_args, compiled.derived)
-        cedar_text = self._add_raw_cedar(compiled, schema)
-        self._validate_compiled(compiled, schema)
+        # With a tool unbound the schema lacks its action, so type-checking would only
+        # repeat the binding problem as noise; syntax is still checked.
+        complete = len(bound) == len(spec.tools)
+        cedar_text = self._add_raw_cedar(compiled, schema, type_check=complete)
+        if complete:
+            self._validate_compiled(compiled, schema)
         self._check_model()
         self._check_eval_files()
         if self.problems:
@@ -237,7 +254,9 @@ class _Assembler:
                          "decorate the tool functions with @charter.tool")
         return found
 
-    def _add_raw_cedar(self, compiled: CompiledPolicies, schema: dict[str, Any]) -> str:
+    def _add_raw_cedar(
+        self, compiled: CompiledPolicies, schema: dict[str, Any], *, type_check: bool
+    ) -> str:
         relative = self.spec.policies.cedar
         if relative is None:
             return compiled.text
@@ -262,8 +281,8 @@ class _Assembler:
                                              f"Cedar syntax error: {_first_line(exc)}",
                                              "see https://docs.cedarpolicy.com for the syntax"))
                 continue
-            result = cedarpy.validate_policies(body, schema_json)
-            for error in result.errors:
+            errors = cedarpy.validate_policies(body, schema_json).errors if type_check else []
+            for error in errors:
                 self.problems.append(Problem(file_path, statement.line,
                                              f"Cedar rule {rule_id!r}: {error.error}",
                                              _cedar_hint(error.error)))
@@ -277,7 +296,7 @@ class _Assembler:
                                              f"@verdict({verdict!r}) is not known",
                                              'use @verdict("deny") or @verdict("require_approval")'))
                 continue
-            is_permit = body.lstrip().split("(")[0].split()[-1] == "permit"
+            is_permit = ANNOTATION.sub("", statement.text).lstrip().startswith("permit")
             effect: RuleEffect = "permit" if is_permit else verdict  # type: ignore[assignment]
             reason = annotations.get("reason") or f"Cedar rule {rule_id}"
             compiled.rules[rule_id] = RuleMeta(rule_id, effect, reason, where)

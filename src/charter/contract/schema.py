@@ -11,7 +11,15 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ApprovalRule",
@@ -80,7 +88,8 @@ class ArgumentConstraint(_Strict):
     domain_in: list[Annotated[str, Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")]] | None = Field(
         default=None, min_length=1
     )
-    in_: list[str | int] | None = Field(default=None, alias="in", min_length=1)
+    # Strict: `in: [true]` must not become `in: [1]` for an integer argument.
+    in_: list[StrictStr | StrictInt] | None = Field(default=None, alias="in", min_length=1)
     max: Decimal | None = None
     min: Decimal | None = None
     pattern: str | None = None

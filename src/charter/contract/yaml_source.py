@@ -15,14 +15,28 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.tokens import (
+    FlowMappingEndToken,
+    FlowMappingStartToken,
+    FlowSequenceEndToken,
+    FlowSequenceStartToken,
+    TagToken,
+)
 
 from charter.core.errors import Problem
 
-__all__ = ["MAX_FILE_BYTES", "YamlDocument", "load_yaml"]
+__all__ = ["MAX_FILE_BYTES", "YamlDocument", "clip", "load_yaml"]
 
 MAX_FILE_BYTES = 1_000_000
 _MAX_NODES = 100_000
 _MAX_DEPTH = 40
+# Parsing costs about 20 microseconds a token (and more inside deep flow brackets), so the
+# token count is bounded before parsing: a file just under MAX_FILE_BYTES could otherwise hold
+# half a million tokens and take a minute to parse. A real charter has a few thousand.
+_MAX_TOKENS = 50_000
+_MAX_MESSAGE = 500
+# Tags that only restate a plain YAML type; any other tag (!!python/..., !custom) is refused.
+_PLAIN_TAGS = frozenset({"str", "int", "float", "bool", "null", "map", "seq"})
 
 Loc = Sequence[str | int]
 
@@ -73,6 +87,9 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
         line = raw[: exc.start].count(b"\n") + 1
         return Problem(shown, line, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8",
                        "save the file as UTF-8")
+    scan_problem = _scan(text, shown)
+    if scan_problem is not None:
+        return scan_problem
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -80,8 +97,16 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        what = (exc.problem or exc.context or "invalid YAML").strip()
-        return Problem(shown, line, f"invalid YAML: {what}", "fix the syntax at this line")
+        what = clip((exc.problem or exc.context or "invalid YAML").strip())
+        context_mark = exc.context_mark
+        if exc.problem and exc.context and context_mark is not None:
+            if context_mark.line + 1 != line:
+                # e.g. an unclosed bracket: the error shows where it is noticed, the context
+                # where the bracket was opened.
+                what += f" ({exc.context.strip()} that starts on line {context_mark.line + 1})"
+        hint = ("keep only one of the two" if "duplicate key" in what
+                else "fix the syntax at this line")
+        return Problem(shown, line, f"invalid YAML: {what}", hint)
     except YAMLError as exc:
         return Problem(shown, 1, f"invalid YAML: {exc}", "fix the syntax")
     except RecursionError:
@@ -90,6 +115,42 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
     if size_problem is not None:
         return size_problem
     return YamlDocument(shown, data)
+
+
+def _scan(text: str, shown: str) -> Problem | None:
+    """Bound tokens and flow nesting, and refuse tags, before the (slower) parser runs."""
+    depth = 0
+    try:
+        for count, token in enumerate(YAML(typ="rt").scan(text)):
+            if count > _MAX_TOKENS:
+                return Problem(shown, token.start_mark.line + 1,
+                               f"document has more than {_MAX_TOKENS} YAML tokens",
+                               "a charter is configuration; move data elsewhere")
+            if isinstance(token, FlowSequenceStartToken | FlowMappingStartToken):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    return Problem(shown, token.start_mark.line + 1,
+                                   f"document nests deeper than {_MAX_DEPTH} levels",
+                                   "flatten the structure")
+            elif isinstance(token, FlowSequenceEndToken | FlowMappingEndToken):
+                depth -= 1
+            elif isinstance(token, TagToken):
+                handle, suffix = token.value
+                if handle != "!!" or suffix not in _PLAIN_TAGS:
+                    tag = clip(f"{handle or ''}{suffix}")
+                    return Problem(shown, token.start_mark.line + 1,
+                                   f"YAML tag {tag!r} is not allowed in a charter",
+                                   "remove the tag; write plain values")
+    except YAMLError:
+        return None  # the parser reports it, with its line
+    return None
+
+
+def clip(text: str) -> str:
+    """``text`` shortened for a message: hostile files can hold values of any size."""
+    if len(text) <= _MAX_MESSAGE:
+        return text
+    return f"{text[: _MAX_MESSAGE - 30]}... ({len(text)} characters)"
 
 
 def _check_size(data: Any, shown: str) -> Problem | None:

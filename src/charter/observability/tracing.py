@@ -58,15 +58,19 @@ class SpanRecorder:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.errors = 0
+        self._closed = False
 
     def __call__(self, event: Event) -> None:
+        if self._closed:
+            self._record_safely(event)
+            return
         if self._thread is None:
             self._start()
         self._queue.put(event)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every event queued so far is a span; False if that took too long."""
-        if self._thread is None:
+        if self._thread is None or self._closed:
             return True
         done = threading.Event()
         self._queue.put(done)
@@ -74,6 +78,7 @@ class SpanRecorder:
 
     def close(self) -> None:
         """Flush and stop the background thread. Events after this are recorded inline."""
+        self._closed = True
         thread = self._thread
         if thread is None:
             return
@@ -95,12 +100,15 @@ class SpanRecorder:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
-            try:
-                self.record(item)
-            except Exception:
-                # Tracing must never stop a run; a span that could not be built is counted
-                # (``errors``) rather than raised into the thread that made the call.
-                self.errors += 1
+            self._record_safely(item)
+
+    def _record_safely(self, event: Event) -> None:
+        try:
+            self.record(event)
+        except Exception:
+            # Tracing must never stop a run; a span that could not be built is counted
+            # (``errors``) rather than raised into the thread that made the call.
+            self.errors += 1
 
     def record(self, event: Event) -> None:
         """Turn one event into spans, in the caller's thread."""
