@@ -137,8 +137,9 @@ def main() -> None:
         provider = TracerProvider(id_generator=PresetIdGenerator())
         provider.add_span_processor(BatchSpanProcessor(_DiscardExporter()))
         settings = Settings(home=home / "state", secrets_dir=home / "secrets")
-        with Runtime(settings, tracer_provider=provider,
-                     secret_providers=[EnvSecretProvider({})]) as runtime:
+        with Runtime(
+            settings, tracer_provider=provider, secret_providers=[EnvSecretProvider({})]
+        ) as runtime:
             warm = max(200, n // 10)
             asyncio.run(_guarded(runtime, charter, "lookup_order", warm))
             guarded = asyncio.run(_guarded(runtime, charter, "lookup_order", n))
@@ -163,8 +164,12 @@ def main() -> None:
     figures["target_p50_us"] = 100
     figures["meets_target"] = g50 <= 100
     figures["faster_than_langchain_invoke"] = g50 < l50
-    for key in ("guarded_async_tool", "guarded_sync_tool_in_thread", "bare_call",
-                "langchain_core_tool_invoke"):
+    for key in (
+        "guarded_async_tool",
+        "guarded_sync_tool_in_thread",
+        "bare_call",
+        "langchain_core_tool_invoke",
+    ):
         print(f"{key:32s} {figures[key]}")
     print(json.dumps(figures))
 

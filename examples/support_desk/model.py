@@ -5,9 +5,9 @@ in anything it reads (see ``planner.py``). That makes it the right subject for t
 the red-team suites: whatever the charter lets through, this model will do.
 
 Each ``chat`` call re-derives the plan from the messages and proposes the first step it has
-not proposed yet, one tool call per turn; when nothing is left it answers in text, starting
-by calling Charter's built-in ``escalate_to_human`` tool when a human has to take over. It ignores which tools it was offered and
-proposes whatever the text asked for, as a hijacked model would.
+not proposed yet, one tool call per turn; when nothing is left it answers in text, or calls
+Charter's built-in ``escalate_to_human`` tool when a human has to take over. It ignores which
+tools it was offered and proposes whatever the text asked for, as a hijacked model would.
 """
 
 from __future__ import annotations

@@ -69,8 +69,11 @@ class Runtime:
         self.audit = AuditLog(self.settings.audit_path)
         self.tracer_provider = tracer_provider or TracerProvider(id_generator=PresetIdGenerator())
         redactor = Redactor()
-        providers = secret_providers if secret_providers is not None else (
-            EnvSecretProvider(), FileSecretProvider(self.settings.secrets_dir))
+        providers = (
+            secret_providers
+            if secret_providers is not None
+            else (EnvSecretProvider(), FileSecretProvider(self.settings.secrets_dir))
+        )
         self.kill_switches = KillSwitches()
         self.grants = InMemoryGrants()
         bus = EventBus()
@@ -133,16 +136,23 @@ class Runtime:
         max_steps: int = 24,
     ) -> RunResult:
         """Run the built-in agent loop for ``user_input`` under ``charter``."""
-        run = self.start_run(charter, principal, environment=environment, resources=resources,
-                             model_name=f"{model.provider}:{model.name}")
-        return await run_agent(run, model, user_input, price=self.price_for(charter),
-                               max_steps=max_steps)
+        run = self.start_run(
+            charter,
+            principal,
+            environment=environment,
+            resources=resources,
+            model_name=f"{model.provider}:{model.name}",
+        )
+        return await run_agent(
+            run, model, user_input, price=self.price_for(charter), max_steps=max_steps
+        )
 
     def price_for(self, charter: Charter) -> ModelPrice | None:
         """The price the charter's model is charged at; fails if a USD budget needs one."""
         spec = charter.spec.model
-        provider, name = (spec.priced_as.split(":", 1) if spec.priced_as
-                          else (spec.provider, spec.name))
+        provider, name = (
+            spec.priced_as.split(":", 1) if spec.priced_as else (spec.provider, spec.name)
+        )
         try:
             return price_for(provider, name)
         except ModelConfigError:

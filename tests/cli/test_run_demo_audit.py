@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from charter_examples.support_desk.demo import CHARTER_PATH
 from typer.testing import CliRunner
 
 from charter.cli.app import app
-from charter_examples.support_desk.demo import CHARTER_PATH
 
 SECRET = "sk_test_cli_0f9e8d7c6b5a"
 
@@ -68,13 +68,24 @@ def test_the_credential_never_reaches_audit_output_or_model(env: dict[str, str])
         if path.exists():
             assert SECRET.encode() not in path.read_bytes()
     code, out, _ = invoke(env, "audit", "tail", "-n", "200", "--json")
-    assert code == 0 and SECRET not in out
+    assert code == 0
+    assert SECRET not in out
 
 
 def test_run_succeeds_on_a_small_refund(env: dict[str, str]) -> None:
     code, out, err = invoke(
-        env, "run", str(CHARTER_PATH), "--input", "Please handle ticket T-1001.",
-        "--user", "alice", "--tenant", "acme", "--role", "support", "--json",
+        env,
+        "run",
+        str(CHARTER_PATH),
+        "--input",
+        "Please handle ticket T-1001.",
+        "--user",
+        "alice",
+        "--tenant",
+        "acme",
+        "--role",
+        "support",
+        "--json",
     )
     assert code == 0, out + err
     result = json.loads(out)
@@ -85,8 +96,18 @@ def test_run_succeeds_on_a_small_refund(env: dict[str, str]) -> None:
 
 def test_run_exits_1_when_the_run_waits_for_approval(env: dict[str, str]) -> None:
     code, out, _ = invoke(
-        env, "run", str(CHARTER_PATH), "-i", "Please handle ticket T-1002.",
-        "--user", "alice", "--tenant", "acme", "--role", "support", "--json",
+        env,
+        "run",
+        str(CHARTER_PATH),
+        "-i",
+        "Please handle ticket T-1002.",
+        "--user",
+        "alice",
+        "--tenant",
+        "acme",
+        "--role",
+        "support",
+        "--json",
     )
     assert code == 1
     result = json.loads(out)
@@ -99,8 +120,18 @@ def test_run_in_prod_without_the_support_role_is_denied_by_the_raw_cedar_rule(
     env: dict[str, str],
 ) -> None:
     code, out, _ = invoke(
-        env, "run", str(CHARTER_PATH), "-i", "Please handle ticket T-1001.",
-        "--user", "mallory", "--tenant", "acme", "--environment", "prod", "--json",
+        env,
+        "run",
+        str(CHARTER_PATH),
+        "-i",
+        "Please handle ticket T-1001.",
+        "--user",
+        "mallory",
+        "--tenant",
+        "acme",
+        "--environment",
+        "prod",
+        "--json",
     )
     assert code == 1
     result = json.loads(out)
@@ -147,7 +178,8 @@ def test_audit_verify_without_a_log_exits_2(env: dict[str, str]) -> None:
 def test_audit_verify_names_the_first_tampered_record(env: dict[str, str]) -> None:
     assert invoke(env, "demo")[0] == 0
     code, out, _ = invoke(env, "audit", "verify", "--json")
-    assert code == 0 and json.loads(out)["ok"] is True
+    assert code == 0
+    assert json.loads(out)["ok"] is True
     db = sqlite3.connect(Path(env["CHARTER_HOME"]) / "audit.sqlite3")
     with db:
         db.execute("DROP TRIGGER audit_records_no_update")  # an attacker with file access
@@ -167,7 +199,8 @@ def test_audit_verify_names_the_first_tampered_record(env: dict[str, str]) -> No
     assert report["first_break"]["tenant"] == "acme"
     assert report["first_break"]["position"] == position
     code, _, err = invoke(env, "audit", "verify")
-    assert code == 1 and "BROKEN" in err
+    assert code == 1
+    assert "BROKEN" in err
 
 
 def test_audit_tail_shows_the_latest_records(env: dict[str, str]) -> None:
@@ -179,6 +212,7 @@ def test_audit_tail_shows_the_latest_records(env: dict[str, str]) -> None:
     assert records[-1]["kind"] == "run_finished"
     assert [r["position"] for r in records] == sorted(r["position"] for r in records)
     code, out, _ = invoke(env, "audit", "tail", "-n", "3")
-    assert code == 0 and "run_finished" in out
+    assert code == 0
+    assert "run_finished" in out
     code, _, _ = invoke(env, "audit", "tail", "-n", "0")
     assert code == 2

@@ -61,6 +61,8 @@ class Traced:
         self.exporter = exporter
 
     def spans(self) -> tuple[ReadableSpan, ...]:
+        """Every finished span, once the background recorder has caught up."""
+        self.runtime.flush_traces()
         return tuple(self.exporter.get_finished_spans())
 
 

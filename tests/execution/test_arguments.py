@@ -263,3 +263,34 @@ def test_validated_call_without_arguments_is_audited_as_validated(runtime: Runti
     [record] = tool_records(runtime)
     assert record.entry.arguments == {}
     assert record.entry.arguments_sha256 is not None
+
+
+def test_ints_over_64_bits_inside_a_list_are_denied_before_cedar_sees_them(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    @tool
+    def pick(ids: list[int]) -> str:
+        """Pick records.
+
+        Args:
+            ids: which records.
+        """
+        return "ok"
+
+    charter = write_charter(
+        tmp_path,
+        """\
+        tools:
+          pick: {effect: read}
+        policies:
+          deny:
+            - {action: pick, when: "7 in ids"}
+        """,
+        tools=[pick],
+    )
+    run = runtime.start_run(charter, Principal("alice", "acme"))
+
+    assert call(run, "pick", {"ids": [1, 2**63 - 1]}).executed
+    assert call(run, "pick", {"ids": [7]}).decision.rule_id == "deny[0]"
+    assert_schema_denied(run, {"ids": [1, 2**63]}, "'ids' holds a number that does not fit", "pick")
+    assert_schema_denied(run, {"ids": [-(2**70)]}, "does not fit in 64 bits", "pick")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from charter_examples.support_desk.demo import CHARTER_PATH
+from charter_examples.support_desk.desk import SupportDesk
+from charter_examples.support_desk.model import GullibleSupportModel
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -16,9 +19,6 @@ from charter.core.events import RunIdentity, RunStarted, ToolCallFinished
 from charter.identity.secrets import EnvSecretProvider
 from charter.observability.tracing import PresetIdGenerator, SpanRecorder
 from charter.testing import FakeClock
-from charter_examples.support_desk.demo import CHARTER_PATH
-from charter_examples.support_desk.desk import SupportDesk
-from charter_examples.support_desk.model import GullibleSupportModel
 
 
 def _run(tmp_path: Path, ticket: str) -> tuple[InMemorySpanExporter, Runtime, str]:
@@ -58,10 +58,14 @@ def test_run_tool_and_model_spans_form_one_tree(tmp_path: Path) -> None:
         assert root.attributes["charter.service_principal"] == "agent:support-triage"
         assert root.attributes["charter.outcome"] == "approval_required"
         children = [s for s in spans if s is not root]
-        assert {s.name for s in children} >= {"execute_tool get_ticket", "execute_tool issue_refund",
-                                              "chat gullible-support-agent"}
+        assert {s.name for s in children} >= {
+            "execute_tool get_ticket",
+            "execute_tool issue_refund",
+            "chat gullible-support-agent",
+        }
         for span in children:
-            assert span.parent is not None and span.parent.span_id == root.context.span_id
+            assert span.parent is not None
+            assert span.parent.span_id == root.context.span_id
             assert span.context.trace_id == root.context.trace_id
         [refund] = [s for s in children if s.name == "execute_tool issue_refund"]
         assert refund.attributes is not None
@@ -108,16 +112,31 @@ def test_a_span_that_cannot_be_built_is_counted_and_later_spans_still_recorded()
 
 def _started(run_id: str) -> RunStarted:
     identity = RunIdentity(
-        run_id=run_id, charter_name="c", charter_sha256="0" * 64, tenant="t", user="u",
-        service_principal="agent:c", roles=(), environment="dev", model="m:n",
-        prompt_sha256="0" * 64, trace_id="0" * 31 + "1",
+        run_id=run_id,
+        charter_name="c",
+        charter_sha256="0" * 64,
+        tenant="t",
+        user="u",
+        service_principal="agent:c",
+        roles=(),
+        environment="dev",
+        model="m:n",
+        prompt_sha256="0" * 64,
+        trace_id="0" * 31 + "1",
     )
     return RunStarted(identity, FakeClock().now(), "0" * 64)
 
 
 def _tool_call(started: RunStarted, *, span_id: str) -> ToolCallFinished:
     return ToolCallFinished(
-        run=started.run, at=started.at, call_id="call_1", span_id=span_id, tool="lookup",
-        arguments={}, arguments_sha256="", outcome="executed", duration_ms=1.0,
+        run=started.run,
+        at=started.at,
+        call_id="call_1",
+        span_id=span_id,
+        tool="lookup",
+        arguments={},
+        arguments_sha256="",
+        outcome="executed",
+        duration_ms=1.0,
         decision=Decision.allow(Stage.POLICY, "ok", "tools.lookup"),
     )

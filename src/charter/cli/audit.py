@@ -5,24 +5,30 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from charter.cli.output import EXIT_FAILED, console, emit_json, fail, stderr
 from charter.core.errors import AuditUnavailable
 from charter.core.settings import Settings
 from charter.observability.audit import AuditLog
 
-app = typer.Typer(help="Verify and read the tamper-evident audit log (under CHARTER_HOME).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Verify and read the tamper-evident audit log (under CHARTER_HOME).", no_args_is_help=True
+)
 
-TenantOption = Annotated[str | None, typer.Option(help="Only this tenant's chain.",
-                                                  envvar="CHARTER_TENANT")]
+TenantOption = Annotated[
+    str | None, typer.Option(help="Only this tenant's chain.", envvar="CHARTER_TENANT")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _open(as_json: bool) -> AuditLog:
     settings = Settings.from_env()
     if not settings.audit_path.exists():
-        fail(f"no audit log at {settings.audit_path}; run something first, or set "
-             "CHARTER_HOME to where Charter keeps its state", as_json=as_json)
+        fail(
+            f"no audit log at {settings.audit_path}; run something first, or set "
+            "CHARTER_HOME to where Charter keeps its state",
+            as_json=as_json,
+        )
     try:
         return AuditLog(settings.audit_path)
     except AuditUnavailable as exc:
@@ -40,22 +46,27 @@ def verify(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         emit_json(report.as_dict())
     elif report.ok:
-        console.print(f"[green]ok[/] audit chain intact: {report.records_checked} records, "
-                      f"{len(report.tenants)} tenant(s)")
+        console.print(
+            f"[green]ok[/] audit chain intact: {report.records_checked} records, "
+            f"{len(report.tenants)} tenant(s)"
+        )
     else:
         brk = report.first_break
         assert brk is not None
-        stderr.print(f"[bold red]BROKEN[/] tenant {brk.tenant!r}, position {brk.position}"
-                     f"{f' (row {brk.row_id})' if brk.row_id is not None else ''}: {brk.problem}",
-                     soft_wrap=True)
+        stderr.print(
+            f"[bold red]BROKEN[/] tenant {brk.tenant!r}, position {brk.position}"
+            f"{f' (row {brk.row_id})' if brk.row_id is not None else ''}: {brk.problem}",
+            soft_wrap=True,
+        )
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
 def tail(
-    limit: Annotated[int, typer.Option("-n", "--limit", min=1, max=10_000,
-                                       help="How many records.")] = 20,
+    limit: Annotated[
+        int, typer.Option("-n", "--limit", min=1, max=10_000, help="How many records.")
+    ] = 20,
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -73,5 +84,6 @@ def tail(
         console.print(
             f"{e.at.isoformat(timespec='seconds')} {e.tenant}#{record.position} {e.kind} "
             f"{what}-> {e.outcome} ({e.verdict or '-'}{rule}) user={e.user} run={e.run_id}",
-            markup=False, soft_wrap=True,
+            markup=False,
+            soft_wrap=True,
         )

@@ -18,8 +18,8 @@ from charter.runtime import Runtime
 
 # The demo's payment tool needs a credential; a demo value lets it run on a fresh machine.
 # It is a Secret like any other: watch for it in the audit log and traces (it is not there).
-_DEMO_SECRET_ENV = "CHARTER_SECRET_PAYMENTS_REFUND"
-_DEMO_SECRET_VALUE = "sk_demo_payments_7f3a9c1e5b"
+_DEMO_SECRET_ENV = "CHARTER_SECRET_PAYMENTS_REFUND"  # noqa: S105 - a variable name
+_DEMO_SECRET_VALUE = "sk_demo_payments_7f3a9c1e5b"  # noqa: S105 - the demo's fake credential
 
 
 def demo(
@@ -45,18 +45,28 @@ def demo(
         fail(str(exc), as_json=as_json)
     ok = all(row.as_expected for row in rows) and report.ok
     if as_json:
-        emit_json({
-            "ok": ok,
-            "audit": {**report.as_dict(), "path": str(settings.audit_path)},
-            "runs": [{"ticket": row.ticket.ticket_id, "title": row.ticket.title,
-                      "expected_outcome": row.ticket.expected_outcome,
-                      **row.result.as_dict()} for row in rows],
-        })
+        emit_json(
+            {
+                "ok": ok,
+                "audit": {**report.as_dict(), "path": str(settings.audit_path)},
+                "runs": [
+                    {
+                        "ticket": row.ticket.ticket_id,
+                        "title": row.ticket.title,
+                        "expected_outcome": row.ticket.expected_outcome,
+                        **row.result.as_dict(),
+                    }
+                    for row in rows
+                ],
+            }
+        )
     else:
         _print(rows)
         verdict = "[green]intact[/]" if report.ok else "[bold red]BROKEN[/]"
-        console.print(f"\naudit chain {verdict}: {report.records_checked} records in "
-                      f"{settings.audit_path} (check it yourself: charter audit verify)")
+        console.print(
+            f"\naudit chain {verdict}: {report.records_checked} records in "
+            f"{settings.audit_path} (check it yourself: charter audit verify)"
+        )
     if not ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -64,8 +74,16 @@ def demo(
 def _print(rows: list[object]) -> None:
     from charter_examples.support_desk.demo import DemoRow
 
-    table = Table("ticket", "case", "outcome", "allowed", "denied", "awaiting", "cost",
-                  title="support-triage under charter (model: gullible-support-agent)")
+    table = Table(
+        "ticket",
+        "case",
+        "outcome",
+        "allowed",
+        "denied",
+        "awaiting",
+        "cost",
+        title="support-triage under charter (model: gullible-support-agent)",
+    )
     notes: list[str] = []
     for row in rows:
         assert isinstance(row, DemoRow)
@@ -73,16 +91,26 @@ def _print(rows: list[object]) -> None:
         style = OUTCOME_STYLE.get(result.outcome, "white")
         mark = "" if row.as_expected else f" [bold red](expected {row.ticket.expected_outcome})[/]"
         denied = result.count("denied") + result.count("budget_exceeded")
-        table.add_row(row.ticket.ticket_id, row.ticket.title, f"[{style}]{result.outcome}[/]{mark}",
-                      str(result.count("executed")), str(denied),
-                      str(result.count("approval_required")), format_usd(result.cost_usd))
+        table.add_row(
+            row.ticket.ticket_id,
+            row.ticket.title,
+            f"[{style}]{result.outcome}[/]{mark}",
+            str(result.count("executed")),
+            str(denied),
+            str(result.count("approval_required")),
+            format_usd(result.cost_usd),
+        )
         for call in result.tool_calls:
             if call.outcome != "executed":
-                args = ", ".join(f"{k}={v!r}" for k, v in call.arguments.items()
-                                 if k in ("to", "template", "amount_usd", "account", "kind",
-                                          "record_id"))
-                notes.append(f"{row.ticket.ticket_id}: {call.tool}({args}) -> {call.outcome} "
-                             f"by [bold]{call.decision.rule_id}[/]: {call.decision.reason}")
+                args = ", ".join(
+                    f"{k}={v!r}"
+                    for k, v in call.arguments.items()
+                    if k in ("to", "template", "amount_usd", "account", "kind", "record_id")
+                )
+                notes.append(
+                    f"{row.ticket.ticket_id}: {call.tool}({args}) -> {call.outcome} "
+                    f"by [bold]{call.decision.rule_id}[/]: {call.decision.reason}"
+                )
         if result.outcome == "escalated":
             notes.append(f"{row.ticket.ticket_id}: escalated to a human: {result.reason}")
     console.print(table)

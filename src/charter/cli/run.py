@@ -19,15 +19,17 @@ from charter.runtime import Runtime
 
 def run(
     charter_file: Annotated[Path, typer.Argument(metavar="CHARTER", help="The charter YAML file.")],
-    user_input: Annotated[str, typer.Option("--input", "-i", help="The user's request.",
-                                            envvar="CHARTER_INPUT")],
+    user_input: Annotated[
+        str, typer.Option("--input", "-i", help="The user's request.", envvar="CHARTER_INPUT")
+    ],
     user: Annotated[str, typer.Option(help="Who the run acts for.", envvar="CHARTER_USER")],
-    tenant: Annotated[str, typer.Option(help="The user's organisation.",
-                                        envvar="CHARTER_TENANT")],
-    role: Annotated[list[str] | None, typer.Option(
-        "--role", help="A role of the user (repeat for several).")] = None,
-    environment: Annotated[str | None, typer.Option(
-        help="dev, staging or prod.", envvar="CHARTER_ENVIRONMENT")] = None,
+    tenant: Annotated[str, typer.Option(help="The user's organisation.", envvar="CHARTER_TENANT")],
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="A role of the user (repeat for several).")
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option(help="dev, staging or prod.", envvar="CHARTER_ENVIRONMENT")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Run the charter's agent on one request, every tool call governed and audited.
@@ -37,8 +39,10 @@ def run(
     """
     check_text(user_input, "--input", as_json=as_json)
     if environment is not None and environment not in ENVIRONMENTS:
-        fail(f"--environment {environment!r} must be one of {', '.join(ENVIRONMENTS)}",
-             as_json=as_json)
+        fail(
+            f"--environment {environment!r} must be one of {', '.join(ENVIRONMENTS)}",
+            as_json=as_json,
+        )
     try:
         principal = Principal(user=user, tenant=tenant, roles=tuple(role or ()))
     except ValueError as exc:
@@ -50,11 +54,16 @@ def run(
     try:
         with Runtime(Settings.from_env()) as runtime:
             model = runtime.build_model(charter)
-            result = asyncio.run(runtime.run_agent(
-                charter, model, user_input, principal=principal,
-                environment=environment,  # type: ignore[arg-type]
-                resources=runtime.toolkit_resources(charter),
-            ))
+            result = asyncio.run(
+                runtime.run_agent(
+                    charter,
+                    model,
+                    user_input,
+                    principal=principal,
+                    environment=environment,  # type: ignore[arg-type]
+                    resources=runtime.toolkit_resources(charter),
+                )
+            )
     except UserError as exc:
         fail(str(exc), as_json=as_json)
     if as_json:

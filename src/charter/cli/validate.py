@@ -26,35 +26,49 @@ def validate(
     Exit codes: 0 valid; 1 the charter has problems; 2 the file cannot be read.
     """
     if not file.is_file():
-        fail(f"{str(file)!r} is not a file; give the path of a charter YAML file",
-             as_json=as_json)
+        fail(f"{str(file)!r} is not a file; give the path of a charter YAML file", as_json=as_json)
     try:
         charter = Charter.load(file)
     except CharterInvalid as exc:
         if as_json:
-            emit_json({"ok": False, "file": str(file), "problems": [
-                {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint}
-                for p in exc.problems]})
+            emit_json(
+                {
+                    "ok": False,
+                    "file": str(file),
+                    "problems": [
+                        {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint}
+                        for p in exc.problems
+                    ],
+                }
+            )
         else:
             for problem in exc.problems:
                 stderr.print(str(problem), markup=False, soft_wrap=True)
             count = len(exc.problems)
-            stderr.print(f"{count} problem{'s' if count != 1 else ''} in {file}", markup=False)
+            stderr.print(
+                f"{count} problem{'s' if count != 1 else ''} in {file}",
+                markup=False,
+                soft_wrap=True,
+            )
         raise typer.Exit(EXIT_FAILED) from None
     if as_json:
-        emit_json({
-            "ok": True,
-            "file": str(file),
-            "charter": charter.name,
-            "content_sha256": charter.content_sha256,
-            "tools": sorted(charter.tools),
-            "rules": sorted(charter.rules),
-            **({"cedar": charter.cedar_text} if show_cedar else {}),
-        })
+        emit_json(
+            {
+                "ok": True,
+                "file": str(file),
+                "charter": charter.name,
+                "content_sha256": charter.content_sha256,
+                "tools": sorted(charter.tools),
+                "rules": sorted(charter.rules),
+                **({"cedar": charter.cedar_text} if show_cedar else {}),
+            }
+        )
         return
-    console.print(f"[green]ok[/] {file}: charter {charter.name!r}, {len(charter.tools)} tools, "
-                  f"{len(charter.rules)} rules, sha256 {charter.content_sha256[:16]}")
+    console.print(
+        f"[green]ok[/] {file}: charter {charter.name!r}, {len(charter.tools)} tools, "
+        f"{len(charter.rules)} rules, sha256 {charter.content_sha256[:16]}",
+        soft_wrap=True,
+    )
     if show_cedar:
-        console.print(charter.cedar_text, markup=False)
-
-
+        # soft_wrap: never break a line, or a string literal in a policy would change.
+        console.print(charter.cedar_text, markup=False, soft_wrap=True)

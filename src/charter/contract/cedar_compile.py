@@ -19,7 +19,6 @@ a Cedar rule, so every verdict has one place it comes from.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -115,14 +114,15 @@ def _cedar_type_of(prop: Mapping[str, Any]) -> CedarType | None:
 
 
 def _schema_type(cedar_type: CedarType) -> dict[str, Any]:
-    return {
+    types: dict[CedarType, dict[str, Any]] = {
         "String": {"type": "String"},
         "Long": {"type": "Long"},
         "Bool": {"type": "Boolean"},
         "Decimal": {"type": "Extension", "name": "decimal"},
         "SetString": {"type": "Set", "element": {"type": "String"}},
         "SetLong": {"type": "Set", "element": {"type": "Long"}},
-    }[cedar_type]
+    }
+    return types[cedar_type]
 
 
 def cedar_schema(
@@ -203,17 +203,22 @@ def compile_charter_rules(
     for tool, decl in spec.tools.items():
         loc: tuple[str | int, ...] = ("tools", tool)
         out.add(
-            RuleMeta(f"tools.{tool}", "permit", f"{tool} is declared in the charter",
-                     source_of(loc)),
+            RuleMeta(
+                f"tools.{tool}", "permit", f"{tool} is declared in the charter", source_of(loc)
+            ),
             f"permit{_scope(tool)};",
         )
         if decl.roles:
             roles = ", ".join(_string(r) for r in decl.roles)
             out.add(
-                RuleMeta(f"tools.{tool}.roles", "deny",
-                         f"{tool} needs one of the roles {', '.join(decl.roles)}",
-                         source_of((*loc, "roles"))),
-                f"forbid{_scope(tool)} unless {{ context.principal.roles.containsAny([{roles}]) }};",
+                RuleMeta(
+                    f"tools.{tool}.roles",
+                    "deny",
+                    f"{tool} needs one of the roles {', '.join(decl.roles)}",
+                    source_of((*loc, "roles")),
+                ),
+                f"forbid{_scope(tool)} unless "
+                f"{{ context.principal.roles.containsAny([{roles}]) }};",
             )
         if tool not in tool_args:
             continue  # no implementation is bound: the loader reports that, arguments unknown
@@ -222,9 +227,14 @@ def compile_charter_rules(
         for arg, constraint in decl.constraints.items():
             cloc = (*loc, "constraints", arg)
             if arg not in args:
-                out.problems.append((cloc, f"constraint on {arg!r}, which is not an argument "
-                                     f"of {tool} that policies can see",
-                                     f"use one of: {', '.join(sorted(args)) or 'none'}"))
+                out.problems.append(
+                    (
+                        cloc,
+                        f"constraint on {arg!r}, which is not an argument "
+                        f"of {tool} that policies can see",
+                        f"use one of: {', '.join(sorted(args)) or 'none'}",
+                    )
+                )
                 continue
             _compile_constraint(out, facts, tool, arg, args[arg], constraint, cloc, source_of)
         out.derived[tool] = tuple(facts)
@@ -238,7 +248,8 @@ def compile_charter_rules(
                 continue  # reported by the loader with a better message
             effect: RuleEffect = "require_approval" if kind == "require_approval_for" else "deny"
             default_reason = (
-                f"{rule.action} needs approval" if effect == "require_approval"
+                f"{rule.action} needs approval"
+                if effect == "require_approval"
                 else f"{rule.action} is denied by policy"
             )
             reason = rule.reason or (
@@ -274,31 +285,48 @@ def _compile_constraint(
     base = f"constraints.{tool}.{arg}"
 
     def add(kind: str, reason: str, violated: str) -> None:
-        out.add(RuleMeta(f"{base}.{kind}", "deny", reason, source_of((*loc, kind))),
-                f"forbid{_scope(tool)} when {{ {guard}{violated} }};")
+        out.add(
+            RuleMeta(f"{base}.{kind}", "deny", reason, source_of((*loc, kind))),
+            f"forbid{_scope(tool)} when {{ {guard}{violated} }};",
+        )
 
     def needs(kinds: tuple[CedarType, ...], what: str) -> bool:
         if cedar_type in kinds:
             return True
-        out.problems.append(((*loc, what), f"{what} does not apply to {arg!r} "
-                             f"(it is {cedar_type})", "remove it or change the argument type"))
+        out.problems.append(
+            (
+                (*loc, what),
+                f"{what} does not apply to {arg!r} (it is {cedar_type})",
+                "remove it or change the argument type",
+            )
+        )
         return False
 
     if constraint.domain_in is not None and needs(("String",), "domain_in"):
         facts.append(DerivedFact(f"{arg}_domain", arg, "domain"))
         domains = ", ".join(_string(d) for d in constraint.domain_in)
-        add("domain_in", f"{tool}.{arg} must be one address at {', '.join(constraint.domain_in)}",
-            f"!([{domains}].contains(context.derived.{arg}_domain))")
+        add(
+            "domain_in",
+            f"{tool}.{arg} must be one address at {', '.join(constraint.domain_in)}",
+            f"!([{domains}].contains(context.derived.{arg}_domain))",
+        )
     if constraint.in_ is not None and needs(("String", "Long"), "in"):
         bad = [v for v in constraint.in_ if isinstance(v, str) != (cedar_type == "String")]
         if bad:
-            out.problems.append(((*loc, "in"), f"values {bad!r} are not of the argument's type",
-                                 f"{arg} is {cedar_type}"))
+            out.problems.append(
+                (
+                    (*loc, "in"),
+                    f"values {bad!r} are not of the argument's type",
+                    f"{arg} is {cedar_type}",
+                )
+            )
         else:
-            items = ", ".join(_string(v) if isinstance(v, str) else str(v)
-                              for v in constraint.in_)
-            add("in", f"{tool}.{arg} must be one of {', '.join(map(str, constraint.in_))}",
-                f"!([{items}].contains({value}))")
+            items = ", ".join(_string(v) if isinstance(v, str) else str(v) for v in constraint.in_)
+            add(
+                "in",
+                f"{tool}.{arg} must be one of {', '.join(map(str, constraint.in_))}",
+                f"!([{items}].contains({value}))",
+            )
     for kind, bound, method, op in (
         ("max", constraint.max, "greaterThan", ">"),
         ("min", constraint.min, "lessThan", "<"),
@@ -314,20 +342,27 @@ def _compile_constraint(
         add(kind, f"{tool}.{arg} must be {word} {bound}", violated)
     if constraint.pattern is not None and needs(("String",), "pattern"):
         facts.append(DerivedFact(f"{arg}_pattern_ok", arg, "pattern_ok", constraint.pattern))
-        add("pattern", f"{tool}.{arg} must match {constraint.pattern}",
-            f"!context.derived.{arg}_pattern_ok")
+        add(
+            "pattern",
+            f"{tool}.{arg} must match {constraint.pattern}",
+            f"!context.derived.{arg}_pattern_ok",
+        )
     if constraint.max_length is not None and needs(("String",), "max_length"):
         facts.append(DerivedFact(f"{arg}_length", arg, "length"))
-        add("max_length", f"{tool}.{arg} must be at most {constraint.max_length} characters",
-            f"context.derived.{arg}_length > {constraint.max_length}")
+        add(
+            "max_length",
+            f"{tool}.{arg} must be at most {constraint.max_length} characters",
+            f"context.derived.{arg}_length > {constraint.max_length}",
+        )
 
 
 def _bound_check(value: str, cedar_type: CedarType, bound: Decimal, method: str, op: str) -> str:
     if cedar_type == "Decimal":
         return f"{value}.{method}({_decimal(bound)})"
     if bound != bound.to_integral_value():
-        raise ConditionError(f"bound {bound} is not an integer but the argument is",
-                             "use a whole number")
+        raise ConditionError(
+            f"bound {bound} is not an integer but the argument is", "use a whole number"
+        )
     return f"{value} {op} {int(bound)}"
 
 
@@ -350,8 +385,13 @@ def _compile_untrusted(
         if args:
             missing = [a for a in args if a not in known]
             if missing:
-                out.problems.append((loc, f"{tool} has no argument(s) {', '.join(missing)}",
-                                     f"use some of: {', '.join(sorted(known)) or 'none'}"))
+                out.problems.append(
+                    (
+                        loc,
+                        f"{tool} has no argument(s) {', '.join(missing)}",
+                        f"use some of: {', '.join(sorted(known)) or 'none'}",
+                    )
+                )
                 continue
             test = " || ".join(f"context.tainted.{a}" for a in args)
             what = f"argument(s) {', '.join(args)} of {tool}"
@@ -359,9 +399,12 @@ def _compile_untrusted(
             test = "context.tainted_any"
             what = f"arguments of {tool}"
         out.add(
-            RuleMeta(f"untrusted_content.{tool}", effect,
-                     f"{what} carry values that appear only in untrusted content",
-                     source_of(loc)),
+            RuleMeta(
+                f"untrusted_content.{tool}",
+                effect,
+                f"{what} carry values that appear only in untrusted content",
+                source_of(loc),
+            ),
             f"forbid{_scope(tool)} when {{ {test} }};",
         )
 
@@ -412,6 +455,3 @@ def split_cedar_statements(text: str) -> list[CedarStatement]:
     if start is not None and text[start:].strip():
         statements.append(CedarStatement(text[start:], start_line))
     return statements
-
-
-ANNOTATION = re.compile(r'@(\w+)\s*\(\s*"((?:[^"\\]|\\.)*)"\s*\)')

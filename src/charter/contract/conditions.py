@@ -63,8 +63,10 @@ def _tokenize(text: str) -> list[_Token]:
         match = _TOKEN.match(text, pos)
         if match is None or match.lastgroup is None:
             bad = text[pos:].lstrip()[:1]
-            raise ConditionError(f"unexpected character {bad!r} in condition {text!r}",
-                                 "use names, numbers, quoted strings and > >= < <= == != in")
+            raise ConditionError(
+                f"unexpected character {bad!r} in condition {text!r}",
+                "use names, numbers, quoted strings and > >= < <= == != in",
+            )
         kind = match.lastgroup
         tokens.append(_Token(kind, match.group(kind), match.start(kind)))  # type: ignore[arg-type]
         pos = match.end()
@@ -131,11 +133,15 @@ class _Parser:
         result = self._or()
         if self.i < len(self.tokens):
             tok = self.tokens[self.i]
-            raise ConditionError(f"unexpected {tok.text!r} in condition {self.text!r}",
-                                 "join comparisons with and / or")
+            raise ConditionError(
+                f"unexpected {tok.text!r} in condition {self.text!r}",
+                "join comparisons with and / or",
+            )
         if result.type != "Bool":
-            raise ConditionError(f"condition {self.text!r} is not true/false",
-                                 "compare the value, e.g. amount_usd > 200")
+            raise ConditionError(
+                f"condition {self.text!r} is not true/false",
+                "compare the value, e.g. amount_usd > 200",
+            )
         return _guarded(result)
 
     # grammar: or := and ('or' and)* ; and := not ('and' not)* ; not := 'not' not | cmp
@@ -193,8 +199,9 @@ class _Parser:
             if tok.text in ("true", "false"):
                 return _Typed(tok.text, "Bool")
             if tok.text in _KEYWORDS:
-                raise ConditionError(f"{tok.text!r} cannot start a value",
-                                     "put a name or literal before it")
+                raise ConditionError(
+                    f"{tok.text!r} cannot start a value", "put a name or literal before it"
+                )
             return self.env.resolve(tok.text)
         raise ConditionError(f"unexpected {tok.text!r} in condition {self.text!r}", "")
 
@@ -213,12 +220,14 @@ class _Parser:
             self._expect("rbrack", "]")
             break
         if not items:
-            raise ConditionError("an empty list matches nothing",
-                                 'list at least one value, e.g. ["a"]')
+            raise ConditionError(
+                "an empty list matches nothing", 'list at least one value, e.g. ["a"]'
+            )
         types = {item.type for item in items}
         if types - {"String", "Long"} or len(types) > 1:
-            raise ConditionError("a list must hold only strings or only integers",
-                                 'e.g. ["a", "b"] or [1, 2]')
+            raise ConditionError(
+                "a list must hold only strings or only integers", 'e.g. ["a", "b"] or [1, 2]'
+            )
         element = types.pop()
         set_type: CedarType = "SetLong" if element == "Long" else "SetString"
         return _Typed("[" + ", ".join(item.cedar for item in items) + "]", set_type)
@@ -236,8 +245,9 @@ class _Parser:
     def _expect(self, kind: str, text: str) -> None:
         tok = self._peek()
         if tok is None or tok.kind != kind:
-            raise ConditionError(f"expected {text!r} in condition {self.text!r}",
-                                 "check brackets and parentheses")
+            raise ConditionError(
+                f"expected {text!r} in condition {self.text!r}", "check brackets and parentheses"
+            )
         self.i += 1
 
 
@@ -249,8 +259,10 @@ def compile_condition(text: str, arguments: Mapping[str, tuple[CedarType, bool]]
 def decimal_literal(value: Decimal) -> str:
     """A Cedar ``decimal("...")`` literal; Cedar decimals hold at most four places."""
     if value != value.quantize(Decimal("0.0001")):
-        raise ConditionError(f"{value} has more than 4 decimal places",
-                             "policies compare amounts to 1/100 of a cent at most")
+        raise ConditionError(
+            f"{value} has more than 4 decimal places",
+            "policies compare amounts to 1/100 of a cent at most",
+        )
     text = format(value.quantize(Decimal("0.0001")), "f")
     return f'decimal("{text}")'
 
@@ -300,8 +312,10 @@ def _as_decimal(value: _Typed) -> str:
         return value.cedar
     if value.type == "Long" and value.cedar.lstrip("-").isdigit():
         return decimal_literal(Decimal(value.cedar))
-    raise ConditionError(f"cannot compare an amount with {_describe(value.type)}",
-                         "compare amounts with numbers, e.g. amount_usd > 200")
+    raise ConditionError(
+        f"cannot compare an amount with {_describe(value.type)}",
+        "compare amounts with numbers, e.g. amount_usd > 200",
+    )
 
 
 def _membership(left: _Typed, right: _Typed) -> _Typed:
@@ -317,8 +331,10 @@ def _membership(left: _Typed, right: _Typed) -> _Typed:
 
 def _like(left: _Typed, right: _Typed) -> _Typed:
     if left.type != "String" or right.type != "String" or not right.cedar.startswith('"'):
-        raise ConditionError("'like' needs text on the left and a quoted pattern on the right",
-                             'e.g. to like "*@example.com"')
+        raise ConditionError(
+            "'like' needs text on the left and a quoted pattern on the right",
+            'e.g. to like "*@example.com"',
+        )
     return _Typed(f"{left.cedar} like {right.cedar}", "Bool", _join_guards(left, right))
 
 

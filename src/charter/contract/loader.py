@@ -17,7 +17,6 @@ import cedarpy
 from pydantic import BaseModel, ValidationError
 
 from charter.contract.cedar_compile import (
-    ANNOTATION,
     CompiledPolicies,
     DerivedFact,
     RuleEffect,
@@ -92,9 +91,7 @@ def load_charter(path: Path, *, tools: Sequence[ToolSpec] = ()) -> Charter:
         return _load(path, tools)
     except CharterInvalid as exc:
         # Messages quote values from the file, which a hostile file can make huge.
-        raise CharterInvalid(
-            [replace(p, message=clip(p.message)) for p in exc.problems]
-        ) from None
+        raise CharterInvalid([replace(p, message=clip(p.message)) for p in exc.problems]) from None
 
 
 def _load(path: Path, tools: Sequence[ToolSpec]) -> Charter:
@@ -104,11 +101,17 @@ def _load(path: Path, tools: Sequence[ToolSpec]) -> Charter:
         raise CharterInvalid([loaded])
     doc = loaded
     if doc.data is None:
-        raise CharterInvalid([Problem(display, 1, "the file is empty",
-                                      "start with 'charter: <name>'")])
+        raise CharterInvalid(
+            [Problem(display, 1, "the file is empty", "start with 'charter: <name>'")]
+        )
     if not isinstance(doc.data, dict):
-        raise CharterInvalid([Problem(display, 1, "a charter must be a YAML mapping",
-                                      "start with 'charter: <name>'")])
+        raise CharterInvalid(
+            [
+                Problem(
+                    display, 1, "a charter must be a YAML mapping", "start with 'charter: <name>'"
+                )
+            ]
+        )
     try:
         spec = CharterSpec.model_validate(_plain(doc.data))
     except ValidationError as exc:
@@ -154,12 +157,14 @@ class _Assembler:
         if self.problems:
             raise CharterInvalid(sorted(self.problems, key=lambda p: (p.file, p.line)))
         prompt = prompt_text or ""
-        content = canonical_json({
-            "charter": spec.dump(),
-            "prompt": prompt,
-            "cedar": cedar_text,
-            "tools": {name: tool.json_schema for name, tool in sorted(bound.items())},
-        })
+        content = canonical_json(
+            {
+                "charter": spec.dump(),
+                "prompt": prompt,
+                "cedar": cedar_text,
+                "tools": {name: tool.json_schema for name, tool in sorted(bound.items())},
+            }
+        )
         return Charter(
             spec=spec,
             path=path,
@@ -179,12 +184,16 @@ class _Assembler:
         try:
             raw = target.read_bytes()
         except FileNotFoundError:
-            self.problem(loc, f"{what} file {relative!r} not found (looked at {target})",
-                         "paths are relative to the charter file")
+            self.problem(
+                loc,
+                f"{what} file {relative!r} not found (looked at {target})",
+                "paths are relative to the charter file",
+            )
             return None
         except OSError as exc:
-            self.problem(loc, f"cannot read {what} file {relative!r}: {exc.strerror}",
-                         "check permissions")
+            self.problem(
+                loc, f"cannot read {what} file {relative!r}: {exc.strerror}", "check permissions"
+            )
             return None
         try:
             return raw.decode("utf-8")
@@ -198,27 +207,43 @@ class _Assembler:
         hint = f"declare it under tools: (declared: {', '.join(sorted(declared))})"
         for name, decl in spec.tools.items():
             if decl.compensate is not None and decl.compensate not in declared:
-                self.problem(("tools", name, "compensate"),
-                             f"compensation tool {decl.compensate!r} is not declared", hint)
+                self.problem(
+                    ("tools", name, "compensate"),
+                    f"compensation tool {decl.compensate!r} is not declared",
+                    hint,
+                )
             if decl.compensate is not None and decl.effect != "write":
-                self.problem(("tools", name, "compensate"),
-                             f"only write tools can be compensated; {name} is {decl.effect}",
-                             "remove compensate, or defer irreversible tools instead")
+                self.problem(
+                    ("tools", name, "compensate"),
+                    f"only write tools can be compensated; {name} is {decl.effect}",
+                    "remove compensate, or defer irreversible tools instead",
+                )
             if decl.defer is not None and decl.effect == "read":
-                self.problem(("tools", name, "defer"), "deferring a read tool has no effect",
-                             "defer only write or irreversible tools")
-        for kind, rules in (("require_approval_for", spec.policies.require_approval_for),
-                            ("deny", spec.policies.deny)):
+                self.problem(
+                    ("tools", name, "defer"),
+                    "deferring a read tool has no effect",
+                    "defer only write or irreversible tools",
+                )
+        for kind, rules in (
+            ("require_approval_for", spec.policies.require_approval_for),
+            ("deny", spec.policies.deny),
+        ):
             for index, rule in enumerate(rules):
                 if rule.action not in declared:
-                    self.problem(("policies", kind, index, "action"),
-                                 f"policy names tool {rule.action!r}, which is not declared", hint)
+                    self.problem(
+                        ("policies", kind, index, "action"),
+                        f"policy names tool {rule.action!r}, which is not declared",
+                        hint,
+                    )
         if spec.policies.untrusted_content is not None:
             for index, sink in enumerate(spec.policies.untrusted_content.sinks):
                 tool = sink.tool if isinstance(sink, SinkSpec) else sink
                 if tool not in declared:
-                    self.problem(("policies", "untrusted_content", "sinks", index),
-                                 f"sink {tool!r} is not a declared tool", hint)
+                    self.problem(
+                        ("policies", "untrusted_content", "sinks", index),
+                        f"sink {tool!r} is not a declared tool",
+                        hint,
+                    )
 
     def _bind_tools(self) -> dict[str, ToolSpec]:
         available: dict[str, ToolSpec] = {}
@@ -245,13 +270,19 @@ class _Assembler:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # any import failure is the operator's to fix
-            self.problem(loc, f"cannot import toolkit {module_name!r}: {exc}",
-                         "check the module path and that its package is installed")
+            self.problem(
+                loc,
+                f"cannot import toolkit {module_name!r}: {exc}",
+                "check the module path and that its package is installed",
+            )
             return []
         found = [v for v in vars(module).values() if isinstance(v, ToolSpec)]
         if not found:
-            self.problem(loc, f"toolkit {module_name!r} defines no @tool functions",
-                         "decorate the tool functions with @charter.tool")
+            self.problem(
+                loc,
+                f"toolkit {module_name!r} defines no @tool functions",
+                "decorate the tool functions with @charter.tool",
+            )
         return found
 
     def _add_raw_cedar(
@@ -268,36 +299,75 @@ class _Assembler:
         for statement in split_cedar_statements(text):
             where = f"{relative}:{statement.line}"
             file_path = str(self.base / relative)
-            annotations = dict(ANNOTATION.findall(statement.text))
+            try:
+                # Cedar's own reading of the rule: its effect and annotations, so neither a
+                # comment nor a string that looks like an annotation can change what it means.
+                parsed = json.loads(cedarpy.policies_to_json_str(statement.text))
+                [policy] = parsed["staticPolicies"].values()
+            except Exception as exc:
+                self.problems.append(
+                    Problem(
+                        file_path,
+                        statement.line,
+                        f"Cedar syntax error: {_first_line(exc)}",
+                        "see https://docs.cedarpolicy.com for the syntax",
+                    )
+                )
+                continue
+            annotations: dict[str, str] = {
+                key: str(value) for key, value in policy.get("annotations", {}).items()
+            }
+            unknown = sorted(set(annotations) - _KNOWN_ANNOTATIONS)
+            if unknown:
+                self.problems.append(
+                    Problem(
+                        file_path,
+                        statement.line,
+                        f"unknown annotation(s) {', '.join('@' + u for u in unknown)}",
+                        "Charter reads @id, @verdict and @reason; check the spelling",
+                    )
+                )
+                continue
             rule_id = annotations.get("id") or where
             verdict = annotations.get("verdict", "deny")
             body = statement.text
             if "id" not in annotations:
-                body = f'@id("{rule_id}")\n{body}'
-            try:
-                cedarpy.PolicySet.from_str(body)
-            except Exception as exc:
-                self.problems.append(Problem(file_path, statement.line,
-                                             f"Cedar syntax error: {_first_line(exc)}",
-                                             "see https://docs.cedarpolicy.com for the syntax"))
-                continue
+                body = f"@id({json.dumps(rule_id)})\n{body}"
             errors = cedarpy.validate_policies(body, schema_json).errors if type_check else []
             for error in errors:
-                self.problems.append(Problem(file_path, statement.line,
-                                             f"Cedar rule {rule_id!r}: {error.error}",
-                                             _cedar_hint(error.error)))
+                self.problems.append(
+                    Problem(
+                        file_path,
+                        statement.line,
+                        f"Cedar rule {rule_id!r}: {error.error}",
+                        _cedar_hint(error.error),
+                    )
+                )
             if rule_id in compiled.rules:
-                self.problems.append(Problem(file_path, statement.line,
-                                             f"policy id {rule_id!r} is used twice",
-                                             "give each @id a unique name"))
+                self.problems.append(
+                    Problem(
+                        file_path,
+                        statement.line,
+                        f"policy id {rule_id!r} is used twice",
+                        "give each @id a unique name",
+                    )
+                )
                 continue
             if verdict not in ("deny", "require_approval"):
-                self.problems.append(Problem(file_path, statement.line,
-                                             f"@verdict({verdict!r}) is not known",
-                                             'use @verdict("deny") or @verdict("require_approval")'))
+                self.problems.append(
+                    Problem(
+                        file_path,
+                        statement.line,
+                        f"@verdict({verdict!r}) is not known",
+                        'use @verdict("deny") or @verdict("require_approval")',
+                    )
+                )
                 continue
-            is_permit = ANNOTATION.sub("", statement.text).lstrip().startswith("permit")
-            effect: RuleEffect = "permit" if is_permit else verdict  # type: ignore[assignment]
+            effect: RuleEffect = (
+                "permit"
+                if policy.get("effect") == "permit"
+                else ("deny" if verdict == "deny" else "require_approval")
+            )
             reason = annotations.get("reason") or f"Cedar rule {rule_id}"
             compiled.rules[rule_id] = RuleMeta(rule_id, effect, reason, where)
             extra.append(body.strip())
@@ -310,8 +380,11 @@ class _Assembler:
             return
         result = cedarpy.validate_policies(compiled.text, json.dumps(schema))
         for error in result.errors:
-            self.problem(("policies",), f"compiled policy is invalid: {error.error}",
-                         "please report this; simplify the condition meanwhile")
+            self.problem(
+                ("policies",),
+                f"compiled policy is invalid: {error.error}",
+                "please report this; simplify the condition meanwhile",
+            )
 
     def _check_model(self) -> None:
         factory = self.spec.model.factory
@@ -321,13 +394,18 @@ class _Assembler:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            self.problem(("model", "factory"), f"cannot import model factory module: {exc}",
-                         "check the module path")
+            self.problem(
+                ("model", "factory"),
+                f"cannot import model factory module: {exc}",
+                "check the module path",
+            )
             return
         if attribute and not hasattr(module, attribute):
-            self.problem(("model", "factory"),
-                         f"module {module_name!r} has no attribute {attribute!r}",
-                         "write 'module:attribute'")
+            self.problem(
+                ("model", "factory"),
+                f"module {module_name!r} has no attribute {attribute!r}",
+                "write 'module:attribute'",
+            )
 
     def _check_eval_files(self) -> None:
         evals = self.spec.evals
@@ -336,8 +414,11 @@ class _Assembler:
         for key in ("golden", "redteam"):
             relative = getattr(evals, key)
             if relative is not None and not (self.base / relative).is_file():
-                self.problem(("evals", key), f"eval suite {relative!r} not found",
-                             "paths are relative to the charter file")
+                self.problem(
+                    ("evals", key),
+                    f"eval suite {relative!r} not found",
+                    "paths are relative to the charter file",
+                )
 
 
 def _plain(value: Any) -> Any:
@@ -354,26 +435,57 @@ def _plain(value: Any) -> Any:
 
 def _schema_problems(doc: YamlDocument, exc: ValidationError) -> list[Problem]:
     problems: list[Problem] = []
+    merged: dict[tuple[int, str], int] = {}  # (line, field) -> index in problems
     for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
         kind = error["type"]
+        loc = _data_loc(doc.data, tuple(error["loc"]), keep_last=kind == "missing")
         field = ".".join(str(part) for part in loc) or "(top level)"
         if kind == "extra_forbidden":
             parent = loc[:-1]
             allowed = _allowed_keys(parent)
-            problems.append(doc.problem(
-                loc, f"unknown key {loc[-1]!r}" + (f" in {'.'.join(map(str, parent))}"
-                                                  if parent else ""),
-                f"remove it or check the spelling (allowed: {allowed})" if allowed else
-                "remove it",
-            ))
+            problems.append(
+                doc.problem(
+                    loc,
+                    f"unknown key {loc[-1]!r}"
+                    + (f" in {'.'.join(map(str, parent))}" if parent else ""),
+                    f"remove it or check the spelling (allowed: {allowed})"
+                    if allowed
+                    else "remove it",
+                )
+            )
         elif kind == "missing":
-            problems.append(doc.problem(loc[:-1], f"missing required key {field!r}",
-                                        f"add {loc[-1]}: ..."))
+            problems.append(
+                doc.problem(loc[:-1], f"missing required key {field!r}", f"add {loc[-1]}: ...")
+            )
         else:
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(doc.problem(loc, f"{field}: {message}", _hint_for(kind, error)))
+            problem = doc.problem(loc, f"{field}: {message}", _hint_for(kind, error))
+            key = (problem.line, field)
+            if key in merged:  # one value that fits none of a union's options
+                index = merged[key]
+                problems[index] = replace(
+                    problems[index], message=f"{problems[index].message} (or: {message})"
+                )
+                continue
+            merged[key] = len(problems)
+            problems.append(problem)
     return sorted(problems, key=lambda p: p.line)
+
+
+def _data_loc(data: Any, loc: tuple[Any, ...], *, keep_last: bool) -> tuple[Any, ...]:
+    """``loc`` without pydantic's union branch names (``str``, ``SinkSpec``...), which are
+    not keys of the file: only keys the data has are kept, and a missing key at the end."""
+    kept: list[Any] = []
+    node = data
+    for index, part in enumerate(loc):
+        in_map = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_map or in_list:
+            node = node[part]
+        elif not (keep_last and index == len(loc) - 1):
+            continue
+        kept.append(part)
+    return tuple(kept)
 
 
 def _hint_for(kind: str, error: Any) -> str:
@@ -439,12 +551,17 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+_KNOWN_ANNOTATIONS = frozenset({"id", "verdict", "reason"})
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _cedar_hint(error: str) -> str:
     if "not found" in error and "attribute" in error:
-        return ("policies see context.args.<argument>, context.principal.*, "
-                "context.environment, context.run.*, context.tainted.*; check the name")
+        return (
+            "policies see context.args.<argument>, context.principal.*, "
+            "context.environment, context.run.*, context.tainted.*; check the name"
+        )
     return "fix the rule so it type-checks against the charter's tools"

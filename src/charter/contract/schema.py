@@ -104,7 +104,9 @@ class ArgumentConstraint(_Strict):
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ValueError(f"pattern {value!r} is not a valid regular expression: {exc}")
+                raise ValueError(
+                    f"pattern {value!r} is not a valid regular expression: {exc}"
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -113,8 +115,9 @@ class ArgumentConstraint(_Strict):
             v is None
             for v in (self.domain_in, self.in_, self.max, self.min, self.pattern, self.max_length)
         ):
-            raise ValueError("a constraint needs at least one of domain_in, in, max, min, "
-                             "pattern, max_length")
+            raise ValueError(
+                "a constraint needs at least one of domain_in, in, max, min, pattern, max_length"
+            )
         if self.max is not None and self.min is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is greater than max {self.max}")
         return self

@@ -11,9 +11,9 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from decimal import Decimal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar, overload
 
 import pydantic
@@ -125,7 +125,7 @@ def tool(
 
 
 def _build_spec(func: Callable[..., Any], name: str | None, description: str | None) -> ToolSpec:
-    tool_name = name or func.__name__
+    tool_name = func.__name__ if name is None else name
     if not _TOOL_NAME.match(tool_name):
         raise ToolDefinitionError(
             f"tool name {tool_name!r} must be lowercase letters, digits and _, starting "
@@ -179,10 +179,15 @@ def _build_spec(func: Callable[..., Any], name: str | None, description: str | N
     except Exception as exc:
         raise ToolDefinitionError(f"{where}: cannot build an argument schema: {exc}") from exc
     schema.pop("title", None)
-    for prop in schema.get("properties", {}).values():
+    decimals = {name for name, (annotation, _) in fields.items() if _is_decimal(annotation)}
+    for prop_name, prop in schema.get("properties", {}).items():
         prop.pop("title", None)
         if prop.get("type") == "number":
             prop.pop("anyOf", None)
+        elif prop_name in decimals and "anyOf" in prop:
+            # Decimal | None: advertised as number or null (numeric strings are still
+            # accepted), so policies see it as an amount rather than hiding it.
+            prop["anyOf"] = [o for o in prop["anyOf"] if o.get("type") != "string"]
     return ToolSpec(
         name=tool_name,
         description=description or summary or tool_name.replace("_", " "),
@@ -242,5 +247,3 @@ def _indent_of_first_arg(lines: list[str]) -> int:
         if seen_args and line.strip():
             return _indent(line)
     return 0
-
-

@@ -35,8 +35,6 @@ _MAX_DEPTH = 40
 # half a million tokens and take a minute to parse. A real charter has a few thousand.
 _MAX_TOKENS = 50_000
 _MAX_MESSAGE = 500
-# Tags that only restate a plain YAML type; any other tag (!!python/..., !custom) is refused.
-_PLAIN_TAGS = frozenset({"str", "int", "float", "bool", "null", "map", "seq"})
 
 Loc = Sequence[str | int]
 
@@ -78,15 +76,18 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
         return Problem(shown, 1, f"cannot read file: {exc.strerror}", "check permissions")
     if len(raw) > MAX_FILE_BYTES:
         return Problem(
-            shown, 1, f"file is {len(raw)} bytes, more than the {MAX_FILE_BYTES} allowed",
+            shown,
+            1,
+            f"file is {len(raw)} bytes, more than the {MAX_FILE_BYTES} allowed",
             "a charter is configuration; move data elsewhere",
         )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return Problem(shown, line, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8",
-                       "save the file as UTF-8")
+        return Problem(
+            shown, line, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8", "save the file as UTF-8"
+        )
     scan_problem = _scan(text, shown)
     if scan_problem is not None:
         return scan_problem
@@ -98,14 +99,14 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         what = clip((exc.problem or exc.context or "invalid YAML").strip())
-        context_mark = exc.context_mark
-        if exc.problem and exc.context and context_mark is not None:
-            if context_mark.line + 1 != line:
-                # e.g. an unclosed bracket: the error shows where it is noticed, the context
-                # where the bracket was opened.
-                what += f" ({exc.context.strip()} that starts on line {context_mark.line + 1})"
-        hint = ("keep only one of the two" if "duplicate key" in what
-                else "fix the syntax at this line")
+        start = exc.context_mark
+        if exc.problem and exc.context and start is not None and start.line + 1 != line:
+            # e.g. an unclosed bracket: the error shows where it is noticed, the context
+            # where the bracket was opened.
+            what += f" ({exc.context.strip()} that starts on line {start.line + 1})"
+        hint = (
+            "keep only one of the two" if "duplicate key" in what else "fix the syntax at this line"
+        )
         return Problem(shown, line, f"invalid YAML: {what}", hint)
     except YAMLError as exc:
         return Problem(shown, 1, f"invalid YAML: {exc}", "fix the syntax")
@@ -123,24 +124,33 @@ def _scan(text: str, shown: str) -> Problem | None:
     try:
         for count, token in enumerate(YAML(typ="rt").scan(text)):
             if count > _MAX_TOKENS:
-                return Problem(shown, token.start_mark.line + 1,
-                               f"document has more than {_MAX_TOKENS} YAML tokens",
-                               "a charter is configuration; move data elsewhere")
+                return Problem(
+                    shown,
+                    token.start_mark.line + 1,
+                    f"document has more than {_MAX_TOKENS} YAML tokens",
+                    "a charter is configuration; move data elsewhere",
+                )
             if isinstance(token, FlowSequenceStartToken | FlowMappingStartToken):
                 depth += 1
                 if depth > _MAX_DEPTH:
-                    return Problem(shown, token.start_mark.line + 1,
-                                   f"document nests deeper than {_MAX_DEPTH} levels",
-                                   "flatten the structure")
+                    return Problem(
+                        shown,
+                        token.start_mark.line + 1,
+                        f"document nests deeper than {_MAX_DEPTH} levels",
+                        "flatten the structure",
+                    )
             elif isinstance(token, FlowSequenceEndToken | FlowMappingEndToken):
                 depth -= 1
             elif isinstance(token, TagToken):
+                # No tag is needed in a charter, and some (!!python/...) name code to run.
                 handle, suffix = token.value
-                if handle != "!!" or suffix not in _PLAIN_TAGS:
-                    tag = clip(f"{handle or ''}{suffix}")
-                    return Problem(shown, token.start_mark.line + 1,
-                                   f"YAML tag {tag!r} is not allowed in a charter",
-                                   "remove the tag; write plain values")
+                tag = clip(f"{handle or ''}{suffix}")
+                return Problem(
+                    shown,
+                    token.start_mark.line + 1,
+                    f"YAML tag {tag!r} is not allowed in a charter",
+                    "remove the tag; quote the value if it must be text",
+                )
     except YAMLError:
         return None  # the parser reports it, with its line
     return None
@@ -161,11 +171,16 @@ def _check_size(data: Any, shown: str) -> Problem | None:
         node, depth = stack.pop()
         count += 1
         if count > _MAX_NODES:
-            return Problem(shown, 1, f"document expands to more than {_MAX_NODES} values",
-                           "remove anchors/aliases that multiply content")
+            return Problem(
+                shown,
+                1,
+                f"document expands to more than {_MAX_NODES} values",
+                "remove anchors/aliases that multiply content",
+            )
         if depth > _MAX_DEPTH:
-            return Problem(shown, 1, f"document nests deeper than {_MAX_DEPTH} levels",
-                           "flatten the structure")
+            return Problem(
+                shown, 1, f"document nests deeper than {_MAX_DEPTH} levels", "flatten the structure"
+            )
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
             stack.extend((k, depth + 1) for k in node)

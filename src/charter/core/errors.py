@@ -162,7 +162,7 @@ class ApprovalRequired(CharterError):
         )
 
 
-class KillSignal(BaseException):  # noqa: N818 - a signal, not an error; see module docstring
+class KillSignal(BaseException):
     """The kill switch fired for this run's scope. Derives from BaseException on purpose."""
 
     code = "killed"

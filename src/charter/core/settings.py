@@ -38,5 +38,6 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("CHARTER_HOME", ".charter")).expanduser()
         secrets = Path(env.get("CHARTER_SECRETS_DIR", str(home / "secrets"))).expanduser()
-        return cls(home=home, secrets_dir=secrets,
-                   environment=env.get("CHARTER_ENVIRONMENT", "dev"))
+        return cls(
+            home=home, secrets_dir=secrets, environment=env.get("CHARTER_ENVIRONMENT", "dev")
+        )

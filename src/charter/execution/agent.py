@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from charter.core.canonical import sha256_hex
 from charter.core.decision import Decision, Stage, Verdict
 from charter.core.errors import KillSignal
 from charter.core.events import ModelCalled, RunFinished, RunStarted
-from charter.core.canonical import sha256_hex
 from charter.execution.approvals import ApprovalRequest
 from charter.execution.call import ToolResult
 from charter.execution.model import Message, Model, ModelResponse
@@ -50,6 +50,7 @@ _ESCALATE_SPEC: dict[str, Any] = {
     },
 }
 _CHARS_PER_TOKEN = 4
+_MAX_REASON = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,15 +135,28 @@ async def run_agent(
     try:
         stop = await _loop(run, model, messages, tools, price, max_steps)
     except KillSignal as signal:
-        stop = _Stop("killed", str(signal), Decision.deny(
-            Stage.KILL_SWITCH, signal.reason, f"kill-switch:{signal.scope}"))
+        stop = _Stop(
+            "killed",
+            str(signal),
+            Decision.deny(Stage.KILL_SWITCH, signal.reason, f"kill-switch:{signal.scope}"),
+        )
     model_calls = sum(1 for m in messages if m.role == "assistant")
     totals = run.ledger.totals()
-    services.bus.publish(RunFinished(
-        run.identity, services.clock.now(), stop.outcome, stop.reason, stop.decision,
-        {"tool_calls": totals.tool_calls, "total_tokens": totals.total_tokens,
-         "cost_usd": str(totals.cost_usd), "model_calls": model_calls},
-    ))
+    services.bus.publish(
+        RunFinished(
+            run.identity,
+            services.clock.now(),
+            stop.outcome,
+            stop.reason,
+            stop.decision,
+            {
+                "tool_calls": totals.tool_calls,
+                "total_tokens": totals.total_tokens,
+                "cost_usd": str(totals.cost_usd),
+                "model_calls": model_calls,
+            },
+        )
+    )
     return RunResult(
         run_id=run.id,
         charter=run.charter.name,
@@ -179,23 +193,37 @@ async def _loop(
             return _Stop("succeeded", "the agent finished", final_text=response.message.content)
         for request in response.message.tool_calls:
             if request.name == ESCALATE_TOOL:
-                reason = str(request.arguments.get("reason", "")) or "the agent asked for a human"
-                return _Stop("escalated", reason, Decision(
-                    Verdict.ALLOW, reason, "builtin.escalate_to_human", Stage.POLICY))
+                reason = _escalation_reason(run, request.arguments)
+                return _Stop(
+                    "escalated",
+                    reason,
+                    Decision(Verdict.ALLOW, reason, "builtin.escalate_to_human", Stage.POLICY),
+                )
             result = await run.call_tool(request.name, request.arguments, call_id=request.id)
-            messages.append(Message("tool", result.model_text, tool_call_id=request.id,
-                                    name=request.name))
+            messages.append(
+                Message("tool", result.model_text, tool_call_id=request.id, name=request.name)
+            )
             stop = _stop_for(run, result)
             if stop is not None:
                 return stop
     return _Stop("failed", f"the agent did not finish within {max_steps} steps")
 
 
+def _escalation_reason(run: Run, arguments: Any) -> str:
+    """The model's reason for escalating, as the audit log may keep it: redacted, bounded."""
+    raw = arguments.get("reason", "") if isinstance(arguments, dict) else ""
+    text = run.redact_text(str(raw)).encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > _MAX_REASON:
+        text = text[:_MAX_REASON] + f"... [{len(text) - _MAX_REASON} more chars]"
+    return text if text.strip() else "the agent asked for a human"
+
+
 def _stop_for(run: Run, result: ToolResult) -> _Stop | None:
     spec = run.charter.spec
     if result.outcome == "approval_required":
-        return _Stop("approval_required", result.decision.reason, result.decision,
-                     approval=result.approval)
+        return _Stop(
+            "approval_required", result.decision.reason, result.decision, approval=result.approval
+        )
     if result.outcome == "budget_exceeded":
         return _budget_stop(run, result.decision)
     if result.outcome == "denied" and spec.policies.on_deny == "stop":
@@ -234,19 +262,32 @@ async def _model_turn(
         )
     except TimeoutError:
         run.ledger.release(reservation)
-        return _budget_stop(run, Decision.deny(
-            Stage.BUDGET, "budget exceeded: the run ran out of time waiting for the model",
-            "budget.timeouts.overall_seconds"))
+        return _budget_stop(
+            run,
+            Decision.deny(
+                Stage.BUDGET,
+                "budget exceeded: the run ran out of time waiting for the model",
+                "budget.timeouts.overall_seconds",
+            ),
+        )
     except Exception as exc:
         run.ledger.release(reservation)
         return _Stop("failed", run.redact_text(f"model call failed: {type(exc).__name__}: {exc}"))
     usage = response.usage
     cost = price.cost(usage.input_tokens, usage.output_tokens) if price else Decimal(0)
     breach = run.ledger.settle(reservation, tokens=usage.total_tokens, usd=cost)
-    run.services.bus.publish(ModelCalled(
-        run.identity, clock.now(), os.urandom(8).hex(), f"{model.provider}:{model.name}", usage.input_tokens,
-        usage.output_tokens, str(cost), (clock.monotonic() - started) * 1000,
-    ))
+    run.services.bus.publish(
+        ModelCalled(
+            run.identity,
+            clock.now(),
+            os.urandom(8).hex(),
+            f"{model.provider}:{model.name}",
+            usage.input_tokens,
+            usage.output_tokens,
+            str(cost),
+            (clock.monotonic() - started) * 1000,
+        )
+    )
     if breach is not None:
         return _budget_stop(run, breach)
     return response

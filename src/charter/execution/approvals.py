@@ -1,8 +1,9 @@
 """Approval requests and grants, bound to the SHA-256 of the exact canonical arguments.
 
-An approval for ``issue_refund`` with ``{"amount_usd": "350", ...}`` approves that call and
-no other: change one character of the arguments and the hash no longer matches. This in-memory
-store is the seam that durable approvals implement.
+An approval for ``issue_refund`` with ``{"amount_usd": "350", ...}`` approves that call, in
+that run, once: change one character of the arguments and the hash no longer matches; the same
+arguments in another run (another user, another conversation) need their own approval. This
+in-memory store is the seam that durable approvals implement.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ class ApprovalRequest:
 
 
 class ApprovalGrants(Protocol):
-    def granted(self, tenant: str, tool: str, arguments_sha256: str) -> str | None:
-        """The id of an approval for exactly this call, or None."""
+    def granted(self, run_id: str, tool: str, arguments_sha256: str) -> str | None:
+        """The id of an approval for exactly this call of this run (consumed), or None."""
         ...
 
 
@@ -60,10 +61,8 @@ class InMemoryGrants:
 
     def grant(self, request: ApprovalRequest, approval_id: str) -> None:
         with self._lock:
-            self._grants[(request.tenant, request.tool, request.arguments_sha256)] = approval_id
+            self._grants[(request.run_id, request.tool, request.arguments_sha256)] = approval_id
 
-    def granted(self, tenant: str, tool: str, arguments_sha256: str) -> str | None:
+    def granted(self, run_id: str, tool: str, arguments_sha256: str) -> str | None:
         with self._lock:
-            return self._grants.pop((tenant, tool, arguments_sha256), None)
-
-
+            return self._grants.pop((run_id, tool, arguments_sha256), None)

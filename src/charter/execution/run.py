@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from charter.contract.loader import Charter
@@ -159,7 +159,7 @@ class Run:
         """
         clock = self.services.clock
         call = PendingCall(
-            _shown_name(name),
+            self.redact_text(_shown_name(name)),  # a name is model text like any other
             arguments,
             call_id or new_id("call"),
             os.urandom(8).hex(),
@@ -169,7 +169,9 @@ class Run:
         decision: Decision | None = None
         for guard in _GUARDS:
             decision = guard.check(self, call)
-            if decision is not None and decision.verdict is not Verdict.ALLOW:
+            # Deny stops here; require-approval goes on to the approval stage (a grant for
+            # these exact arguments turns it into allow).
+            if decision is not None and decision.verdict is Verdict.DENY:
                 return self._refuse(call, decision)
         assert decision is not None  # the policy stage always decides
         decision = _APPROVAL.check(self, call, decision)
@@ -196,16 +198,21 @@ class Run:
             self.ledger.release(call.reservation)
         if execution.outcome == "executed":
             decl = call.decl
-            if decl is not None and decl.output == "untrusted":
-                self.provenance.add_untrusted(execution.text)
-            else:
-                self.provenance.add_trusted(execution.text)
+            untrusted = decl is not None and decl.output == "untrusted"
+            remember = self.provenance.add_untrusted if untrusted else self.provenance.add_trusted
+            remember(execution.text)
+            # The text is JSON, where quotes, newlines and backslashes are escaped; a value
+            # copied verbatim from the output must match too, so remember its strings as is.
+            for text in _strings_in(self.redact(execution.value), _MAX_REMEMBERED):
+                remember(text)
         final = decision
         if execution.outcome != "executed":
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
         return self._finish(call, final, execution.outcome, execution.text, execution.value)
 
     def _refuse(self, call: PendingCall, decision: Decision) -> ToolResult:
+        # Reasons can quote what the model sent (an unknown argument's name, say).
+        decision = replace(decision, reason=self.redact_text(decision.reason))
         if call.reservation is not None:
             self.ledger.release(call.reservation)
         approval: ApprovalRequest | None = None
@@ -280,6 +287,25 @@ class Run:
         )
         self.results.append(result)
         return result
+
+
+_MAX_REMEMBERED = 65_536  # characters of a tool's strings kept for provenance (as the model sees)
+
+
+def _strings_in(value: Any, budget: int) -> list[str]:
+    """The strings inside a JSON-like value (keys too), up to ``budget`` characters."""
+    found: list[str] = []
+    stack = [value]
+    while stack and budget > 0:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item[:budget])
+            budget -= len(item)
+        elif isinstance(item, dict):
+            stack.extend(reversed([v for pair in item.items() for v in pair]))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed(item))
+    return found
 
 
 def _shown_name(name: Any) -> str:

@@ -50,16 +50,16 @@ class AuditRecorder:
                 )
             )
         elif isinstance(event, RunFinished):
-            d = event.decision
+            final = event.decision
             self._log.append(
                 _entry(
                     event.run,
                     "run_finished",
                     event,
-                    verdict=d.verdict.value if d else None,
+                    verdict=final.verdict.value if final else None,
                     reason=event.reason,
-                    rule_id=d.rule_id if d else None,
-                    stage=d.stage.value if d else None,
+                    rule_id=final.rule_id if final else None,
+                    stage=final.stage.value if final else None,
                     outcome=event.outcome,
                     detail=", ".join(f"{k}={v}" for k, v in sorted(event.totals.items())),
                 )

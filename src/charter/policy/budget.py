@@ -66,21 +66,32 @@ class BudgetLedger:
         with self._lock:
             elapsed = self._clock.monotonic() - self._started
             if limits.overall_seconds is not None and elapsed >= limits.overall_seconds:
-                return _breach("timeouts.overall_seconds",
-                               f"the run has used {elapsed:.1f}s of its {limits.overall_seconds}s")
-            if limits.max_tool_calls is not None and self._calls + tool_calls > limits.max_tool_calls:
-                return _breach("max_tool_calls",
-                               f"all {limits.max_tool_calls} tool calls of this run are used")
-            if (limits.max_total_tokens is not None
-                    and self._tokens + self._reserved_tokens + tokens > limits.max_total_tokens):
-                return _breach("max_total_tokens",
-                               f"{tokens} more tokens would pass the run's limit of "
-                               f"{limits.max_total_tokens} ({self._tokens} used)")
-            if (limits.max_usd is not None
-                    and self._usd + self._reserved_usd + usd > limits.max_usd):
-                return _breach("max_usd_per_run",
-                               f"${usd} more would pass the run's limit of ${limits.max_usd} "
-                               f"(${self._usd} spent)")
+                return _breach(
+                    "timeouts.overall_seconds",
+                    f"the run has used {elapsed:.1f}s of its {limits.overall_seconds}s",
+                )
+            if (
+                limits.max_tool_calls is not None
+                and self._calls + tool_calls > limits.max_tool_calls
+            ):
+                return _breach(
+                    "max_tool_calls", f"all {limits.max_tool_calls} tool calls of this run are used"
+                )
+            if (
+                limits.max_total_tokens is not None
+                and self._tokens + self._reserved_tokens + tokens > limits.max_total_tokens
+            ):
+                return _breach(
+                    "max_total_tokens",
+                    f"{tokens} more tokens would pass the run's limit of "
+                    f"{limits.max_total_tokens} ({self._tokens} used)",
+                )
+            if limits.max_usd is not None and self._usd + self._reserved_usd + usd > limits.max_usd:
+                return _breach(
+                    "max_usd_per_run",
+                    f"${usd} more would pass the run's limit of ${limits.max_usd} "
+                    f"(${self._usd} spent)",
+                )
             self._calls += tool_calls  # slots are used on attempt, see module docstring
             self._reserved_tokens += tokens
             self._reserved_usd += usd
@@ -99,12 +110,15 @@ class BudgetLedger:
             self._usd += usd
             limits = self.limits
             if limits.max_total_tokens is not None and self._tokens > limits.max_total_tokens:
-                return _breach("max_total_tokens",
-                               f"actual use {self._tokens} passed the limit "
-                               f"{limits.max_total_tokens}")
+                return _breach(
+                    "max_total_tokens",
+                    f"actual use {self._tokens} passed the limit {limits.max_total_tokens}",
+                )
             if limits.max_usd is not None and self._usd > limits.max_usd:
-                return _breach("max_usd_per_run",
-                               f"actual spend ${self._usd} passed the limit ${limits.max_usd}")
+                return _breach(
+                    "max_usd_per_run",
+                    f"actual spend ${self._usd} passed the limit ${limits.max_usd}",
+                )
             return None
 
     def release(self, reservation: Reservation) -> None:
@@ -115,8 +129,9 @@ class BudgetLedger:
 
     def totals(self) -> BudgetTotals:
         with self._lock:
-            return BudgetTotals(self._calls, self._tokens, self._usd,
-                                self._clock.monotonic() - self._started)
+            return BudgetTotals(
+                self._calls, self._tokens, self._usd, self._clock.monotonic() - self._started
+            )
 
     def seconds_left(self) -> float | None:
         if self.limits.overall_seconds is None:

@@ -1,16 +1,15 @@
 """Cedar decisions: pre-parsed policies in, a ``Decision`` with its rule id out.
 
 A matching ``forbid`` means deny or require approval depending on the rule (see
-``contract.cedar_compile.RuleMeta``); deny wins over approval, and among rules of one kind the first in the charter is
-reported (the others are listed in the reason). No matching ``permit`` means
-deny by default. Any evaluation error means deny: Cedar skips a policy that errors, which for a
-``forbid`` would fail open, so we refuse to trust a decision that came with errors.
+``contract.cedar_compile.RuleMeta``); deny wins over approval, and among rules of one kind the
+first in the charter is reported (the others are listed in the reason). No matching ``permit``
+means deny by default. Any evaluation error means deny: Cedar skips a policy that errors,
+which for a ``forbid`` would fail open, so we refuse to trust a decision that came with errors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import cedarpy
 

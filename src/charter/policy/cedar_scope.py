@@ -18,12 +18,20 @@ from typing import Any
 
 import cedarpy
 
-__all__ = ["ActionScope", "CONTEXT_KEYS", "scope_policies"]
+__all__ = ["CONTEXT_KEYS", "ActionScope", "scope_policies"]
 
-CONTEXT_KEYS = frozenset({
-    "args", "principal", "environment", "run", "untrusted_read", "tainted_any", "tainted",
-    "derived",
-})
+CONTEXT_KEYS = frozenset(
+    {
+        "args",
+        "principal",
+        "environment",
+        "run",
+        "untrusted_read",
+        "tainted_any",
+        "tainted",
+        "derived",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

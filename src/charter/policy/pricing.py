@@ -31,14 +31,20 @@ def price_for(provider: str, model: str) -> ModelPrice:
     """The price of ``provider``'s ``model``; ``ModelConfigError`` when the table lacks it."""
     million = 1_000_000
     try:
-        inputs = calc_price(Usage(input_tokens=million, output_tokens=0), model, provider_id=provider)
-        outputs = calc_price(Usage(input_tokens=0, output_tokens=million), model,
-                             provider_id=provider)
+        inputs = calc_price(
+            Usage(input_tokens=million, output_tokens=0), model, provider_id=provider
+        )
+        outputs = calc_price(
+            Usage(input_tokens=0, output_tokens=million), model, provider_id=provider
+        )
     except LookupError as exc:
         raise ModelConfigError(
             f"no price is known for {provider}:{model} ({exc}); set model.priced_as to a "
             "known 'provider:model' so budgets in USD can be enforced"
         ) from None
     return ModelPrice(
-        provider, model, Decimal(inputs.total_price) / million, Decimal(outputs.total_price) / million
+        provider,
+        model,
+        Decimal(inputs.total_price) / million,
+        Decimal(outputs.total_price) / million,
     )

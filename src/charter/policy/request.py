@@ -80,7 +80,9 @@ def build_context(
     return json.dumps(context, separators=(",", ":"))
 
 
-def _derived_facts(arguments: Mapping[str, Any], derived: tuple[DerivedFact, ...]) -> dict[str, Any]:
+def _derived_facts(
+    arguments: Mapping[str, Any], derived: tuple[DerivedFact, ...]
+) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for fact in derived:
         value = arguments.get(fact.argument)

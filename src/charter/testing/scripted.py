@@ -56,8 +56,9 @@ class ScriptedModel:
         index = len(self.calls)
         self.calls.append(tuple(messages))
         if index >= len(self._steps):
-            raise RuntimeError(f"ScriptedModel has {len(self._steps)} steps; call {index + 1} "
-                               "was not scripted")
+            raise RuntimeError(
+                f"ScriptedModel has {len(self._steps)} steps; call {index + 1} was not scripted"
+            )
         step = self._steps[index]
         response = step(messages) if callable(step) else step
         if response.usage.input_tokens == 0:

@@ -18,9 +18,10 @@ class ApprovalStage:
         """Turn a require-approval verdict into allow (granted) or leave it standing."""
         if policy.verdict is not Verdict.REQUIRE_APPROVAL:
             return policy
-        grant = run.services.grants.granted(run.principal.tenant, call.tool, call.arguments_sha256)
+        grant = run.services.grants.granted(run.id, call.tool, call.arguments_sha256)
         if grant is None:
             return policy
         call.approval_id = grant
-        return Decision(Verdict.ALLOW, f"approved ({grant}): {policy.reason}", policy.rule_id,
-                        self.stage)
+        return Decision(
+            Verdict.ALLOW, f"approved ({grant}): {policy.reason}", policy.rule_id, self.stage
+        )

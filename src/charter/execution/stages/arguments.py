@@ -81,6 +81,12 @@ def _describe(exc: ValidationError) -> str:
 
 def _amount_problem(arguments: dict[str, Any]) -> str | None:
     for name, value in arguments.items():
+        if isinstance(value, list | tuple | set | frozenset):
+            # Lists of whole numbers reach Cedar as sets of Longs: the same 64-bit bound.
+            for item in value:
+                if isinstance(item, int) and not isinstance(item, bool) and _over_64_bits(item):
+                    return f"{name!r} holds a number that does not fit in 64 bits"
+            continue
         if isinstance(value, float):
             value = Decimal(repr(value))
         if isinstance(value, Decimal):
@@ -92,10 +98,10 @@ def _amount_problem(arguments: dict[str, Any]) -> str | None:
                 return f"{name!r} is too large"
             if value != value.quantize(_FOUR_PLACES):
                 return f"{name!r} has more than 4 decimal places"
-        elif (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and not (-(2**63) <= value < 2**63)
-        ):
+        elif isinstance(value, int) and not isinstance(value, bool) and _over_64_bits(value):
             return f"{name!r} does not fit in 64 bits"
     return None
+
+
+def _over_64_bits(value: int) -> bool:
+    return not -(2**63) <= value < 2**63

@@ -18,5 +18,8 @@ class KillSwitchStage:
         kill = run.services.kill_switches.active_for(run.charter.name, run.principal.tenant)
         if kill is None:
             return None
-        return Decision.deny(self.stage, f"kill switch active ({kill.scope}): {kill.reason}",
-                             f"kill-switch:{kill.scope}")
+        return Decision.deny(
+            self.stage,
+            f"kill switch active ({kill.scope}): {kill.reason}",
+            f"kill-switch:{kill.scope}",
+        )

@@ -1,0 +1,263 @@
+"""``charter validate``: exit 0 for a good file, 1 listing every problem, 2 for no file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from charter.cli.app import app
+from tests.contract.helpers import EXAMPLE_CHARTER, GOOD_CHARTER, CharterFiles
+
+# Three independent problems, on lines 7, 9 and 12 (the header takes lines 1-4).
+BROKEN = """\
+tools:
+  get_order: {effect: read}
+  update_order: {effect: write, compensate: undo}
+  refund:
+    effect: irreversible
+    constraints:
+      account: {max: 3}
+policies:
+  require_approval_for:
+    - {action: refund, when: "amount > 200"}
+"""
+
+
+def invoke(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"NO_COLOR": "1"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def invoke_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
+    code, out, err = invoke("validate", "--json", *args)
+    assert err == ""
+    return code, json.loads(out)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> CharterFiles:
+    (tmp_path / "prompt.md").write_text("You handle orders.\n", encoding="utf-8")
+    return CharterFiles(tmp_path)
+
+
+# --- valid -----------------------------------------------------------------------------------
+
+
+def test_a_valid_charter_exits_0_with_a_summary() -> None:
+    code, out, err = invoke("validate", GOOD_CHARTER)
+    assert (code, err) == (0, "")
+    assert out.startswith(f"ok {GOOD_CHARTER}: charter 'orders', 6 tools, 20 rules, sha256 ")
+    assert out.count("\n") == 1  # one line, never wrapped
+
+
+def test_the_example_charter_validates_as_json() -> None:
+    code, report = invoke_json(EXAMPLE_CHARTER)
+    assert code == 0
+    assert report["ok"] is True
+    assert report["file"] == str(EXAMPLE_CHARTER)
+    assert report["charter"] == "support-triage"
+    assert len(report["content_sha256"]) == 64
+    assert "issue_refund" in report["tools"]
+    for rule_id in (
+        "tools.issue_refund",
+        "require_approval_for[0]",
+        "deny[0]",
+        "untrusted_content.send_email",
+        "prod-refunds-need-support-role",
+    ):
+        assert rule_id in report["rules"], rule_id
+    assert "cedar" not in report
+
+
+def test_the_content_hash_is_the_same_on_every_run() -> None:
+    _, first = invoke_json(EXAMPLE_CHARTER)
+    _, second = invoke_json(EXAMPLE_CHARTER)
+    assert first["content_sha256"] == second["content_sha256"]
+
+
+def test_show_cedar_prints_every_policy_with_lines_unbroken() -> None:
+    code, out, err = invoke("validate", "--show-cedar", EXAMPLE_CHARTER)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert '@id("require_approval_for[0]")' in lines
+    assert '@id("prod-refunds-need-support-role")' in lines
+    # Longer than any terminal: wrapping it would change the Cedar it shows.
+    assert (
+        'when { context.environment == "prod" && !context.principal.roles.contains("support") };'
+        in lines
+    )
+    assert (
+        'forbid(principal, action == Charter::Action::"issue_refund", resource) when '
+        '{ context.args.amount_usd.greaterThan(decimal("200.0000")) };' in lines
+    )
+
+
+def test_show_cedar_with_json_adds_the_policies() -> None:
+    code, report = invoke_json("--show-cedar", EXAMPLE_CHARTER)
+    assert code == 0
+    assert '@id("tools.issue_refund")\npermit(' in report["cedar"]
+
+
+# --- invalid: exit 1, every problem ----------------------------------------------------------
+
+
+def test_every_problem_is_listed_as_file_line_message_hint(files: CharterFiles) -> None:
+    path = files.write(BROKEN)
+    code, out, err = invoke("validate", path)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{path}:7: compensation tool 'undo' is not declared; "
+        "declare it under tools: (declared: get_order, refund, update_order)",
+        f"{path}:11: max does not apply to 'account' (it is String); "
+        "remove it or change the argument type",
+        f"{path}:14: in condition: 'amount' is not an argument of this tool that policies can "
+        "see; use one of: account, amount_usd, count, note; "
+        "or principal.*, environment, run.*, untrusted_read",
+        f"3 problems in {path}",
+    ]
+
+
+def test_problems_as_json(files: CharterFiles) -> None:
+    path = files.write(BROKEN)
+    code, report = invoke_json(path)
+    assert code == 1
+    assert report["ok"] is False
+    assert report["file"] == str(path)
+    assert [(p["file"], p["line"]) for p in report["problems"]] == [
+        (str(path), 7),
+        (str(path), 11),
+        (str(path), 14),
+    ]
+    first = report["problems"][0]
+    assert set(first) == {"file", "line", "message", "hint"}
+    assert first["message"] == "compensation tool 'undo' is not declared"
+    assert first["hint"].startswith("declare it under tools:")
+
+
+def test_problems_in_a_cedar_file_name_that_file(files: CharterFiles) -> None:
+    cedar = files.add(
+        "policies/extra.cedar",
+        """\
+        // line 1
+        @id("typo")
+        forbid (principal, action == Charter::Action::"refund", resource)
+        when { context.args.amount > 3 };
+        """,
+    )
+    path = files.write(
+        "tools:\n  refund: {effect: irreversible}\npolicies:\n  cedar: policies/extra.cedar\n"
+    )
+    code, report = invoke_json(path)
+    assert code == 1
+    [problem] = report["problems"]
+    assert (problem["file"], problem["line"]) == (str(cedar), 2)
+    assert "args.amount" in problem["message"]
+
+
+def test_one_problem_is_counted_in_the_singular(files: CharterFiles) -> None:
+    path = files.write("tools:\n  get_order: {effect: read}\ntoolz: 1\n")
+    code, _, err = invoke("validate", path)
+    assert code == 1
+    assert err.splitlines() == [
+        f"{path}:7: unknown key 'toolz'; remove it or check the spelling (allowed: charter, "
+        "description, model, prompt, toolkit, tools, budgets, policies, slos, evals)",
+        f"1 problem in {path}",
+    ]
+
+
+def test_yaml_syntax_errors_exit_1_with_their_line(files: CharterFiles) -> None:
+    path = files.write("tools:\n  get_order: {effect: read\n  refund: {effect: write}\n")
+    code, report = invoke_json(path)
+    assert code == 1
+    [problem] = report["problems"]
+    assert problem["line"] == 7
+    assert problem["message"].startswith("invalid YAML:")
+
+
+def test_non_utf8_bytes_exit_1_with_their_line(files: CharterFiles) -> None:
+    files.path.write_bytes(b"charter: orders\nmodel: {provider: openai, name: m}\n# \xff\n")
+    code, report = invoke_json(files.path)
+    assert code == 1
+    [problem] = report["problems"]
+    assert (problem["line"], problem["message"]) == (3, "byte 0xff is not valid UTF-8")
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n"])
+def test_an_empty_or_non_mapping_file_exits_1(files: CharterFiles, text: str) -> None:
+    files.path.write_text(text, encoding="utf-8")
+    code, report = invoke_json(files.path)
+    assert code == 1
+    assert [p["line"] for p in report["problems"]] == [1]
+
+
+def test_a_python_tag_is_refused_and_never_executed(files: CharterFiles, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = files.write(f'tools:\n  get_order: !!python/object/apply:os.system ["touch {marker}"]\n')
+    code, report = invoke_json(path)
+    assert code == 1
+    assert not marker.exists()
+    [problem] = report["problems"]
+    assert problem["line"] == 6
+    assert "is not allowed in a charter" in problem["message"]
+
+
+def test_a_billion_laughs_file_is_refused(files: CharterFiles) -> None:
+    levels = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for index in range(1, 9):
+        name, previous = chr(ord("a") + index), chr(ord("a") + index - 1)
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 10) + "]")
+    files.path.write_text("\n".join(levels) + "\n", encoding="utf-8")
+    code, report = invoke_json(files.path)
+    assert code == 1
+    assert "expands to more than" in report["problems"][0]["message"]
+
+
+# --- cannot be read: exit 2 ------------------------------------------------------------------
+
+
+def test_a_missing_file_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "charter.yaml"
+    code, out, err = invoke("validate", missing)
+    assert (code, out) == (2, "")
+    assert f"'{missing}' is not a file" in err
+
+
+def test_a_missing_file_exits_2_with_a_json_error(tmp_path: Path) -> None:
+    missing = tmp_path / "charter.yaml"
+    code, report = invoke_json(missing)
+    assert code == 2
+    assert report == {
+        "ok": False,
+        "error": f"'{missing}' is not a file; give the path of a charter YAML file",
+    }
+
+
+def test_a_directory_exits_2(tmp_path: Path) -> None:
+    code, _, err = invoke("validate", tmp_path)
+    assert code == 2
+    assert "is not a file" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read files without read permission")
+def test_an_unreadable_file_exits_2(files: CharterFiles) -> None:
+    path = files.write("tools:\n  get_order: {effect: read}\n")
+    path.chmod(0)
+    try:
+        code, _, err = invoke("validate", path)
+    finally:
+        path.chmod(0o644)
+    assert code == 2
+    assert "not readable" in err
+
+
+def test_no_file_argument_is_a_usage_error() -> None:
+    code, _, err = invoke("validate")
+    assert code == 2
+    assert "Missing argument" in err
