@@ -5,6 +5,11 @@ reservation, a Cedar decision over a charter with a condition and a constraint o
 approval gate, execution under a time limit, budget settlement, an audit append committed to
 SQLite (WAL, group commit) and an OpenTelemetry span through a BatchSpanProcessor.
 
+"guarded_sync_tool_in_thread" is a sync tool with no policy condition: its Cedar decision is
+constant (made once at load) but it runs in a worker thread because a time limit applies.
+"components_isolated_p50_us" times the main parts alone, with warm caches; in the full call
+each costs more, as the caches are shared with everything else the call does.
+
 Run: python benchmarks/guarded_call.py [--iterations N]. The last line printed is JSON.
 """
 
@@ -115,6 +120,40 @@ async def _bare(n: int) -> list[int]:
     return samples
 
 
+def _components(runtime: Runtime, charter: Charter, n: int) -> dict[str, float]:
+    """p50 of the main parts of a guarded call, each measured on its own (warm caches)."""
+    from charter.core.events import ToolCallFinished
+    from charter.execution.call import PendingCall
+    from charter.execution.stages.allowlist import AllowlistStage
+    from charter.execution.stages.arguments import ArgumentsStage
+    from charter.execution.stages.policy import PolicyStage
+    from charter.observability.audit_recorder import AuditRecorder
+    from charter.observability.tracing import SpanRecorder
+
+    run = runtime.start_run(charter, Principal("alice", "acme"), environment="prod")
+    events: list[object] = []
+    runtime.services.bus.subscribe(events.append)
+    asyncio.run(run.call_tool("lookup_order", {"order_id": "O-1", "amount_usd": 50}))
+    event = events[-1]
+    assert isinstance(event, ToolCallFinished)
+
+    def pending() -> PendingCall:
+        call = PendingCall("lookup_order", {"order_id": "O-1", "amount_usd": 50}, "c", "s", 0.0)
+        AllowlistStage().check(run, call)
+        return call
+
+    validated = pending()
+    ArgumentsStage().check(run, validated)
+    audit, spans = AuditRecorder(runtime.audit), SpanRecorder(runtime.tracer_provider)
+    parts: dict[str, Callable[[], object]] = {
+        "argument_validation": lambda: ArgumentsStage().check(run, pending()),
+        "cedar_policy_decision": lambda: PolicyStage().check(run, validated),
+        "audit_append_durable": lambda: audit(event),
+        "otel_span": lambda: spans(event),
+    }
+    return {name: _summary(_timed(fn, n))["p50_us"] for name, fn in parts.items()}
+
+
 def _timed(fn: Callable[[], object], n: int) -> list[int]:
     samples: list[int] = []
     for _ in range(n):
@@ -144,6 +183,7 @@ def main() -> None:
             asyncio.run(_guarded(runtime, charter, "lookup_order", warm))
             guarded = asyncio.run(_guarded(runtime, charter, "lookup_order", n))
             guarded_sync = asyncio.run(_guarded(runtime, charter, "lookup_order_sync", n // 2))
+            components = _components(runtime, charter, n // 2)
             records = runtime.audit.verify().records_checked
         asyncio.run(_bare(warm))
         bare = asyncio.run(_bare(n))
@@ -157,6 +197,7 @@ def main() -> None:
         "guarded_sync_tool_in_thread": _summary(guarded_sync),
         "bare_call": _summary(bare),
         "langchain_core_tool_invoke": _summary(langchain),
+        "components_isolated_p50_us": components,
         "audit_records_verified": records,
     }
     g50 = figures["guarded_async_tool"]["p50_us"]  # type: ignore[index]

@@ -190,12 +190,10 @@ class Runtime:
         return tuple(resources)
 
     def flush_traces(self) -> None:
-        """Wait until every span of finished work is handed to the span processors."""
-        self.spans.flush()
+        """Wait until every finished span is exported by the span processors."""
         self.tracer_provider.force_flush()
 
     def close(self) -> None:
-        self.spans.close()
         self.audit.close()
         self.tracer_provider.shutdown()
 

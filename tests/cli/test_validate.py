@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -245,14 +244,10 @@ def test_a_directory_exits_2(tmp_path: Path) -> None:
     assert "is not a file" in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read files without read permission")
-def test_an_unreadable_file_exits_2(files: CharterFiles) -> None:
-    path = files.write("tools:\n  get_order: {effect: read}\n")
-    path.chmod(0)
-    try:
-        code, _, err = invoke("validate", path)
-    finally:
-        path.chmod(0o644)
+def test_an_unreadable_file_exits_2() -> None:
+    # A regular file whose read fails even for root (this process's memory at address 0),
+    # so the test runs as it would for an operator facing a permission error.
+    code, _, err = invoke("validate", Path("/proc/self/mem"))
     assert code == 2
     assert "not readable" in err
 

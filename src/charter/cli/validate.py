@@ -28,6 +28,14 @@ def validate(
     if not file.is_file():
         fail(f"{str(file)!r} is not a file; give the path of a charter YAML file", as_json=as_json)
     try:
+        with file.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        fail(
+            f"{str(file)!r} is not readable ({exc.strerror}); check its permissions",
+            as_json=as_json,
+        )
+    try:
         charter = Charter.load(file)
     except CharterInvalid as exc:
         if as_json:

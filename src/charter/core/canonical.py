@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["canonical_json", "sha256_hex", "to_jsonable"]
+__all__ = ["canonical_json", "canonical_text", "sha256_hex", "to_jsonable"]
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -37,8 +37,13 @@ def to_jsonable(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """Serialize ``value`` canonically. Raises ``ValueError`` for non-UTF-8 text or NaN."""
+    return canonical_text(to_jsonable(value))
+
+
+def canonical_text(jsonable: Any) -> str:
+    """``canonical_json`` for a value that is already plain JSON data (see ``to_jsonable``)."""
     text = json.dumps(
-        to_jsonable(value),
+        jsonable,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -20,6 +20,9 @@ Storage
     (``roles`` and ``arguments`` live only in the payload; use ``json_extract(payload, ...)``).
     ``audit_heads`` keeps each tenant's last position and hash, updated in the same
     transaction as the inserts, so deleting records from the end of a chain is detectable.
+    A log remembers the heads it wrote; when another process has appended since, the insert
+    collides with ``UNIQUE (tenant, position)`` and the batch is retried with heads read from
+    the file, so sharing one file between processes stays safe without a read per commit.
     Triggers refuse ``UPDATE`` and ``DELETE`` on ``audit_records``; they stop accidents, not
     attackers, which is what ``verify`` is for. ``row_id`` is a plain ``INTEGER PRIMARY KEY``:
     ``AUTOINCREMENT`` would add a page write to every commit (about 15% of an append) only to
@@ -59,7 +62,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, get_args
 
-from charter.core.canonical import canonical_json, sha256_hex, to_jsonable
+from charter.core.canonical import canonical_json, canonical_text, sha256_hex, to_jsonable
 from charter.core.errors import AuditUnavailable
 
 __all__ = [
@@ -349,6 +352,8 @@ class AuditLog:
         # Guards every use of the connection (the leader's writes, reads, close).
         self._db_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = _open(self._path)
+        # Each tenant's last (position, hash) as this log wrote it; saves a read per commit.
+        self._heads: dict[str, tuple[int, str]] = {}
 
     @property
     def path(self) -> Path:
@@ -534,42 +539,24 @@ class AuditLog:
         try:
             if conn is None:
                 raise _Closed
-            conn.execute("BEGIN IMMEDIATE")
-            # Heads are read inside the write transaction, so another process's appends since
-            # our last batch are taken into account.
-            heads: dict[str, tuple[int, str]] = {}
-            rows: list[tuple[Any, ...]] = []
-            for slot in batch:
-                tenant = slot.entry.tenant
-                head = heads.get(tenant)
-                if head is None:
-                    found = conn.execute(_SELECT_HEAD, (tenant,)).fetchone()
-                    head = (0, GENESIS_HASH) if found is None else (found[0], found[1])
-                position = head[0] + 1
-                payload = f"{slot.payload_low}{position}{slot.payload_high}"
-                digest = sha256_hex(f"{head[1]}\n{payload}")
-                heads[tenant] = (position, digest)
-                rows.append((tenant, position, *slot.columns, payload, head[1], digest))
-            if len(rows) == 1:
-                last_row_id = conn.execute(_INSERT, rows[0]).lastrowid
-            else:
-                conn.executemany(_INSERT, rows)
-                last_row_id = conn.execute(_LAST_ROWID).fetchone()[0]
-            if len(heads) == 1:
-                ((tenant, (position, digest)),) = heads.items()
-                conn.execute(_UPSERT_HEAD, (tenant, position, digest))
-            else:
-                conn.executemany(_UPSERT_HEAD, [(t, p, h) for t, (p, h) in heads.items()])
-            conn.execute("COMMIT")
+            try:
+                rows, heads, last_row_id = self._insert(conn, batch, self._heads)
+            except sqlite3.IntegrityError:
+                # A cached head was stale: another process appended to one of these chains,
+                # so our next position already exists. Read every head from the file, retry.
+                _rollback(conn)
+                self._heads.clear()
+                rows, heads, last_row_id = self._insert(conn, batch, {})
         except BaseException as exc:
             _rollback(conn)
+            self._heads.clear()
             for slot in batch:
                 slot.error = exc
                 slot.done = True
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and friends still propagate in the leader
             return
-        assert last_row_id is not None
+        self._heads.update(heads)
         # Inside one write transaction new rows get consecutive row ids (max + 1 each).
         row_id = last_row_id - len(rows) + 1
         for slot, row in zip(batch, rows, strict=True):
@@ -578,6 +565,44 @@ class AuditLog:
             )
             slot.done = True
             row_id += 1
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection, batch: list[_Slot], cached: dict[str, tuple[int, str]]
+    ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, str]], int]:
+        """One committed transaction for ``batch``: rows written, new heads, last row id.
+
+        Heads come from ``cached`` (this log's own last writes) or, when absent, from the
+        file inside the write transaction. A cached head that another process has since
+        moved makes the insert collide with UNIQUE (tenant, position): IntegrityError.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        heads: dict[str, tuple[int, str]] = {}
+        rows: list[tuple[Any, ...]] = []
+        for slot in batch:
+            tenant = slot.entry.tenant
+            head = heads.get(tenant) or cached.get(tenant)
+            if head is None:
+                found = conn.execute(_SELECT_HEAD, (tenant,)).fetchone()
+                head = (0, GENESIS_HASH) if found is None else (found[0], found[1])
+            position = head[0] + 1
+            payload = f"{slot.payload_low}{position}{slot.payload_high}"
+            digest = sha256_hex(f"{head[1]}\n{payload}")
+            heads[tenant] = (position, digest)
+            rows.append((tenant, position, *slot.columns, payload, head[1], digest))
+        if len(rows) == 1:
+            last_row_id = conn.execute(_INSERT, rows[0]).lastrowid
+        else:
+            conn.executemany(_INSERT, rows)
+            last_row_id = conn.execute(_LAST_ROWID).fetchone()[0]
+        if len(heads) == 1:
+            ((tenant, (position, digest)),) = heads.items()
+            conn.execute(_UPSERT_HEAD, (tenant, position, digest))
+        else:
+            conn.executemany(_UPSERT_HEAD, [(t, p, h) for t, (p, h) in heads.items()])
+        conn.execute("COMMIT")
+        assert last_row_id is not None
+        return rows, heads, last_row_id
 
     def _require_open(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -661,8 +686,12 @@ def _prepare(entry: AuditEntry) -> _Slot:
     payload = dict(zip(_ENTRY_FIELDS, _get_fields(entry), strict=True))
     payload["at"] = at
     payload["roles"] = list(entry.roles)
+    # Every field but ``arguments`` is already plain (checked in AuditEntry.__post_init__), so
+    # only the arguments need converting before serializing.
+    if entry.arguments is not None:
+        payload["arguments"] = to_jsonable(entry.arguments)
     try:
-        text = canonical_json(payload)
+        text = canonical_text(payload)
     except TypeError as exc:
         raise ValueError(f"audit entry is not JSON-serializable: {exc}") from exc
     # The sealed payload is this text with '"position":N' inserted before the top-level

@@ -39,6 +39,13 @@ class CedarEngine:
         self._rules = dict(rules)
         # Precedence among rules that fire together: the order they appear in the charter.
         self._order = {rule_id: index for index, rule_id in enumerate(self._rules)}
+        # Actions whose policies have no conditions decide the same way for every request
+        # (e.g. a read tool that is simply declared): ask Cedar once, here, not per call.
+        self._constant = {
+            action: self._evaluate(action, "any", "{}")
+            for action, scope in self._scopes.items()
+            if scope.constant
+        }
 
     def context_keys(self, tool: str) -> frozenset[str]:
         """The context attributes the policies of ``tool`` read (see ``cedar_scope``)."""
@@ -47,6 +54,12 @@ class CedarEngine:
 
     def decide(self, tool: str, user: str, context_json: str) -> Decision:
         """Decide one request; ``context_json`` is the serialized request context."""
+        constant = self._constant.get(tool)
+        if constant is not None:
+            return constant
+        return self._evaluate(tool, user, context_json)
+
+    def _evaluate(self, tool: str, user: str, context_json: str) -> Decision:
         request = {
             # Structured UIDs avoid Cedar's surface parser: 4x cheaper, and safe for any id.
             "principal": {"type": f"{NAMESPACE}::User", "id": user},

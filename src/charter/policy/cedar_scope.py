@@ -36,10 +36,15 @@ CONTEXT_KEYS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class ActionScope:
-    """One action's policy text and the context attributes it needs."""
+    """One action's policy text and the context attributes it needs.
+
+    ``constant`` is true when no applicable policy has a condition or narrows its principal
+    or resource: the decision is then the same for every request of this action.
+    """
 
     policies: str
     context_keys: frozenset[str]
+    constant: bool
 
 
 def scope_policies(cedar_text: str, actions: Iterable[str]) -> dict[str, ActionScope]:
@@ -50,13 +55,21 @@ def scope_policies(cedar_text: str, actions: Iterable[str]) -> dict[str, ActionS
     for action in actions:
         texts: list[str] = []
         keys: set[str] = set()
+        constant = True
         for policy in policies.values():
             if not _applies(policy["action"], action):
                 continue
             single = {"staticPolicies": {"p": policy}, "templates": {}, "templateLinks": []}
             texts.append(cedarpy.policies_from_json_str(json.dumps(single)))
             keys |= _context_reads(policy.get("conditions", []))
-        result[action] = ActionScope("\n".join(texts), frozenset(keys))
+            constant = (
+                constant
+                and not policy.get("conditions")
+                and all(
+                    policy.get(part, {}).get("op") == "All" for part in ("principal", "resource")
+                )
+            )
+        result[action] = ActionScope("\n".join(texts), frozenset(keys), constant)
     return result
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from charter.core.canonical import canonical_json, sha256_hex, to_jsonable
+from charter.core.canonical import canonical_text, sha256_hex, to_jsonable
 from charter.core.decision import Decision, Stage
 
 if TYPE_CHECKING:
@@ -52,12 +52,13 @@ class ArgumentsStage:
         problem = _amount_problem(arguments)
         if problem:
             return self._deny(problem, rule)
+        jsonable = to_jsonable(arguments)
         try:
-            canonical = canonical_json(arguments)
+            canonical = canonical_text(jsonable)
         except ValueError as exc:
             return self._deny(f"arguments cannot be canonicalized: {exc}", rule)
         call.arguments = arguments
-        call.canonical_arguments = to_jsonable(arguments)
+        call.canonical_arguments = jsonable
         call.arguments_sha256 = sha256_hex(canonical)
         return None
 
