@@ -114,13 +114,17 @@ class AuditUnavailable(UserError):
 
 
 class GovernedOutcome(CharterError):
-    """Enforcement refused or stopped something. Carries the deciding ``Decision``."""
+    """Enforcement refused or stopped something. Carries the deciding ``Decision``.
+
+    ``detail`` is what the model was told (for a failed tool: its redacted error text).
+    """
 
     code = "governed"
 
-    def __init__(self, decision: Decision) -> None:
+    def __init__(self, decision: Decision, detail: str = "") -> None:
         self.decision = decision
-        super().__init__(f"{decision.reason} [rule {decision.rule_id}]")
+        self.detail = detail
+        super().__init__(detail or f"{decision.reason} [rule {decision.rule_id}]")
 
 
 class PermissionDenied(GovernedOutcome):

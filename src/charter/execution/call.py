@@ -8,6 +8,14 @@ from typing import TYPE_CHECKING, Any
 from charter.contract.schema import ToolDecl
 from charter.contract.tool import ToolSpec
 from charter.core.decision import Decision
+from charter.core.errors import (
+    ApprovalRequired,
+    BudgetExceeded,
+    GovernedOutcome,
+    PermissionDenied,
+    ToolFailed,
+    ToolTimeout,
+)
 from charter.core.events import ToolCallOutcome
 from charter.policy.budget import Reservation
 
@@ -56,3 +64,29 @@ class ToolResult:
     @property
     def executed(self) -> bool:
         return self.outcome == "executed"
+
+    def unwrap(self) -> Any:
+        """The tool's value if it executed; otherwise raise the governed outcome.
+
+        Raises:
+            ApprovalRequired: a human must approve these exact arguments first.
+            PermissionDenied: the allowlist, the argument schema or a policy refused the call.
+            BudgetExceeded: a budget of the run would have been overspent.
+            ToolTimeout: the tool ran past its time limit.
+            ToolFailed: the tool raised (its error text, redacted, is the message).
+        """
+        if self.outcome == "executed":
+            return self.value
+        if self.outcome == "approval_required":
+            assert self.approval is not None
+            raise ApprovalRequired(self.decision, self.approval.id, self.approval.arguments_sha256)
+        error = _OUTCOME_ERRORS.get(self.outcome, PermissionDenied)
+        raise error(self.decision, self.model_text)
+
+
+_OUTCOME_ERRORS: dict[str, type[GovernedOutcome]] = {
+    "denied": PermissionDenied,
+    "budget_exceeded": BudgetExceeded,
+    "timeout": ToolTimeout,
+    "error": ToolFailed,
+}

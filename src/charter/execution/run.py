@@ -149,6 +149,17 @@ class Run:
     def redact_text(self, text: str) -> str:
         return self.services.redactor.redact_text(text)
 
+    async def invoke(self, name: str, arguments: Any) -> Any:
+        """Call a tool the way host code and SDK adapters want: its value, or an exception.
+
+        Raises:
+            ApprovalRequired, PermissionDenied, BudgetExceeded, ToolTimeout, ToolFailed: the
+                governed outcome, after it is audited (see ``ToolResult.unwrap``).
+            KillSignal: the kill switch is active for this run.
+        """
+        result = await self.call_tool(name, arguments)
+        return result.unwrap()
+
     async def call_tool(
         self, name: str, arguments: Any, *, call_id: str | None = None
     ) -> ToolResult:
