@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, console, emit_json, fail, stderr
+from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail, stderr
 from charter.core.errors import AuditUnavailable
 from charter.core.settings import Settings
 from charter.observability.audit import AuditLog
@@ -18,7 +18,6 @@ app = typer.Typer(
 TenantOption = Annotated[
     str | None, typer.Option(help="Only this tenant's chain.", envvar="CHARTER_TENANT")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _open(as_json: bool) -> AuditLog:
@@ -65,7 +64,15 @@ def verify(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def tail(
     limit: Annotated[
-        int, typer.Option("-n", "--limit", min=1, max=10_000, help="How many records.")
+        int,
+        typer.Option(
+            "-n",
+            "--limit",
+            min=1,
+            max=10_000,
+            help="How many records.",
+            envvar="CHARTER_AUDIT_LIMIT",
+        ),
     ] = 20,
     tenant: TenantOption = None,
     as_json: JsonOption = False,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from charter.cli.output import EXIT_FAILED, console, emit_json, fail
+from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail
 from charter.cli.render import OUTCOME_STYLE
 from charter.core.errors import UserError
 from charter.core.money import format_usd
@@ -23,7 +22,7 @@ _DEMO_SECRET_VALUE = "sk_demo_payments_7f3a9c1e5b"  # noqa: S105 - the demo's fa
 
 
 def demo(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the support-desk example: a gullible model that obeys any instruction it reads.
 

@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "console", "emit_json", "fail", "stderr"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "JsonOption",
+    "console",
+    "emit_json",
+    "fail",
+    "stderr",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Machine-readable output on stdout.", envvar="CHARTER_JSON"),
+]
 
 console = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, check_text, emit_json, fail
+from charter.cli.output import EXIT_FAILED, JsonOption, check_text, emit_json, fail
 from charter.cli.render import print_run
 from charter.contract.loader import Charter
 from charter.core.errors import CharterInvalid, UserError
@@ -25,14 +25,22 @@ def run(
     user: Annotated[str, typer.Option(help="Who the run acts for.", envvar="CHARTER_USER")],
     tenant: Annotated[str, typer.Option(help="The user's organisation.", envvar="CHARTER_TENANT")],
     role: Annotated[
-        list[str] | None, typer.Option("--role", help="A role of the user (repeat for several).")
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="A role of the user (repeat for several).",
+            envvar="CHARTER_ROLES",
+        ),
     ] = None,
     environment: Annotated[
         str | None, typer.Option(help="dev, staging or prod.", envvar="CHARTER_ENVIRONMENT")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run the charter's agent on one request, every tool call governed and audited.
+
+    Example: charter run examples/support_desk/charter.yaml -i "Please handle ticket T-1001."
+    --user alice --tenant acme --role support
 
     Exit codes: 0 the run succeeded; 1 it ended otherwise (denied, awaiting approval,
     escalated, over budget, failed, killed); 2 bad input or configuration.

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, console, emit_json, fail, stderr
+from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail, stderr
 from charter.contract.loader import Charter
 from charter.core.errors import CharterInvalid
 
@@ -15,13 +15,20 @@ from charter.core.errors import CharterInvalid
 def validate(
     file: Annotated[Path, typer.Argument(help="The charter YAML file.", show_default=False)],
     show_cedar: Annotated[
-        bool, typer.Option("--show-cedar", help="Print the Cedar policies the charter compiles to.")
+        bool,
+        typer.Option(
+            "--show-cedar",
+            help="Print the Cedar policies the charter compiles to.",
+            envvar="CHARTER_SHOW_CEDAR",
+        ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Validate a charter: schema, tool bindings, conditions, Cedar rules, referenced files.
 
     Problems are listed as FILE:LINE: what is wrong; how to fix it.
+
+    Example: charter validate examples/support_desk/charter.yaml --show-cedar
 
     Exit codes: 0 valid; 1 the charter has problems; 2 the file cannot be read.
     """

@@ -29,6 +29,10 @@ def to_decimal(value: object) -> Decimal:
 
 
 def format_usd(value: Decimal) -> str:
-    """``$0.0012`` style: enough places to see sub-cent model costs."""
-    places = Decimal("0.0001") if abs(value) < 1 else Decimal("0.01")
-    return f"${value.quantize(places)}"
+    """``$0.60``, ``$12.00``, ``$0.000435``: cents always, sub-cent places when there are any
+    (model costs are fractions of a cent), at most six."""
+    shown = value.quantize(Decimal("0.000001"))
+    cents = shown.quantize(Decimal("0.01"))
+    if shown == cents:
+        return f"${cents}"
+    return f"${format(shown.normalize(), 'f')}"

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from charter.core.clock import Clock
 from charter.core.decision import Decision, Stage
+from charter.core.money import format_usd
 
 __all__ = ["BudgetLedger", "BudgetLimits", "BudgetTotals", "Reservation"]
 
@@ -89,8 +90,8 @@ class BudgetLedger:
             if limits.max_usd is not None and self._usd + self._reserved_usd + usd > limits.max_usd:
                 return _breach(
                     "max_usd_per_run",
-                    f"${usd} more would pass the run's limit of ${limits.max_usd} "
-                    f"(${self._usd} spent)",
+                    f"{format_usd(usd)} more would pass the run's limit of "
+                    f"{format_usd(limits.max_usd)} ({format_usd(self._usd)} spent)",
                 )
             self._calls += tool_calls  # slots are used on attempt, see module docstring
             self._reserved_tokens += tokens
@@ -117,7 +118,8 @@ class BudgetLedger:
             if limits.max_usd is not None and self._usd > limits.max_usd:
                 return _breach(
                     "max_usd_per_run",
-                    f"actual spend ${self._usd} passed the limit ${limits.max_usd}",
+                    f"actual spend {format_usd(self._usd)} passed the limit "
+                    f"{format_usd(limits.max_usd)}",
                 )
             return None
 
