@@ -172,3 +172,10 @@ def test_constraints_compile_to_rules_named_after_the_argument(files: CharterFil
     assert rule.effect == "deny"
     assert rule.source == f"{files.path}:9"
     assert {fact.name for fact in charter.derived["refund"]} == {"note_length", "note_pattern_ok"}
+
+
+def test_a_yaml_number_is_not_taken_as_text_in_an_in_list(files: CharterFiles) -> None:
+    # YAML reads 1.5 as a number; it must not quietly become the string "1.5".
+    problem = files.problem(constrained("account: {in: [1.5]}"))
+    assert problem.line == 9
+    assert problem.message.startswith("tools.refund.constraints.account.in.0: Input should be")

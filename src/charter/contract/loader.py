@@ -7,6 +7,7 @@ wants the whole list, each as ``file:line: what is wrong; how to fix it``.
 from __future__ import annotations
 
 import importlib
+from decimal import Decimal
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -428,8 +429,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, float):
-        # Amounts such as 0.60 must reach Decimal fields exactly, not via binary floats.
-        return repr(value) if value == value else value
+        # Amounts such as 0.60 must reach Decimal fields exactly, not via binary floats; a
+        # Decimal (not text) so a text field still refuses a number.
+        return Decimal(repr(value)) if value == value else value
+    if isinstance(value, str):
+        return str(value)  # ruamel's scalar string subclasses as plain str
     return value
 
 

@@ -8,7 +8,6 @@ CharterError                     (Exception)
 ├── UserError                    misconfiguration: the operator must change something
 │   ├── CharterInvalid           a charter file has problems (each with file:line)
 │   ├── ToolDefinitionError      a @tool function cannot be described as a tool
-│   ├── ToolBindingError         a charter names a tool no toolkit provides
 │   ├── SecretNotFound           a credential the charter names cannot be resolved
 │   ├── ModelConfigError         the charter's model cannot be built
 │   └── AuditUnavailable         the audit log cannot be opened or written
@@ -79,12 +78,6 @@ class ToolDefinitionError(UserError):
     """A function given to ``@tool`` cannot be described as a tool."""
 
     code = "tool_definition"
-
-
-class ToolBindingError(UserError):
-    """A charter names a tool that no registered toolkit implements."""
-
-    code = "tool_binding"
 
 
 class SecretNotFound(UserError):
