@@ -7,10 +7,10 @@ wants the whole list, each as ``file:line: what is wrong; how to fix it``.
 from __future__ import annotations
 
 import importlib
-from decimal import Decimal
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
