@@ -47,6 +47,8 @@ class Charter:
         content_sha256: hash of the canonical form of the file plus prompt and Cedar texts;
             it identifies exactly what governed a run.
         prompt_text / prompt_sha256: the system prompt and its hash.
+        content: the canonical text hashed into ``content_sha256`` (the file, prompt, Cedar
+            and tool schemas): trusted text for taint tracking.
         tools: the bound tool implementations, by name.
         cedar_text: every policy (compiled and raw), as evaluated.
         cedar_schema: the schema the policies were validated against.
@@ -59,6 +61,7 @@ class Charter:
     path: Path | None
     content_sha256: str
     prompt_text: str
+    content: str
     prompt_sha256: str
     tools: Mapping[str, ToolSpec]
     cedar_text: str
@@ -171,6 +174,7 @@ class _Assembler:
             path=path,
             content_sha256=sha256_hex(content),
             prompt_text=prompt,
+            content=content,
             prompt_sha256=sha256_hex(prompt),
             tools=bound,
             cedar_text=cedar_text,

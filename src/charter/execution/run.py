@@ -120,7 +120,8 @@ class Run:
             services.clock,
         )
         self.provenance = ProvenanceTracker()
-        self.provenance.add_trusted(charter.prompt_text)
+        # The charter is trusted input: its prompt, allowed domains, templates, tool schemas.
+        self.provenance.add_trusted(charter.content)
         self.principal_context: dict[str, Any] = {
             "user": self.principal.user,
             "tenant": self.principal.tenant,
