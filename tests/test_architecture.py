@@ -17,6 +17,7 @@ LAYER = {
     "contract": 1,
     "identity": 1,
     "policy": 1,
+    "storage": 1,
     "execution": 2,
     "testing": 2,
     "observability": 3,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charter.cli import audit, demo, run, validate
+from charter.cli import audit, db, demo, run, validate
 
 app = typer.Typer(
     name="charter",
@@ -18,6 +18,7 @@ app.command()(validate.validate)
 app.command()(run.run)
 app.command()(demo.demo)
 app.add_typer(audit.app, name="audit")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

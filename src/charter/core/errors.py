@@ -10,7 +10,8 @@ CharterError                     (Exception)
 │   ├── ToolDefinitionError      a @tool function cannot be described as a tool
 │   ├── SecretNotFound           a credential the charter names cannot be resolved
 │   ├── ModelConfigError         the charter's model cannot be built
-│   └── AuditUnavailable         the audit log cannot be opened or written
+│   ├── AuditUnavailable         the audit log cannot be opened or written
+│   └── DatabaseUnavailable      Charter's database cannot be reached or is out of date
 ├── GovernedOutcome              enforcement said no; the run records it as an outcome
 │   ├── PermissionDenied         policy, allowlist or schema refused a tool call
 │   ├── BudgetExceeded           a budget (tokens, calls, time, USD) would be overspent
@@ -104,6 +105,12 @@ class AuditUnavailable(UserError):
     """The audit log cannot be opened or appended to; Charter refuses to act unaudited."""
 
     code = "audit_unavailable"
+
+
+class DatabaseUnavailable(UserError):
+    """Charter's database cannot be reached, or its schema is older than this code."""
+
+    code = "database_unavailable"
 
 
 class GovernedOutcome(CharterError):

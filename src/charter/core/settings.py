@@ -23,11 +23,19 @@ class Settings:
         secrets_dir: ``CHARTER_SECRETS_DIR`` (default ``<home>/secrets``), one file per
             credential for the file secret provider.
         environment: ``CHARTER_ENVIRONMENT``: dev, staging or prod, the default for runs.
+        database_url: ``CHARTER_DATABASE_URL``; default a SQLite file under ``home``.
+            Postgres: ``postgresql://user@host:5432/dbname``.
     """
 
     home: Path
     secrets_dir: Path
     environment: str = "dev"
+    database_url: str = ""
+
+    @property
+    def database(self) -> str:
+        """The database URL in force (the SQLite default when none is set)."""
+        return self.database_url or f"sqlite:///{self.home / 'charter.sqlite3'}"
 
     @property
     def audit_path(self) -> Path:
@@ -39,5 +47,8 @@ class Settings:
         home = Path(env.get("CHARTER_HOME", ".charter")).expanduser()
         secrets = Path(env.get("CHARTER_SECRETS_DIR", str(home / "secrets"))).expanduser()
         return cls(
-            home=home, secrets_dir=secrets, environment=env.get("CHARTER_ENVIRONMENT", "dev")
+            home=home,
+            secrets_dir=secrets,
+            environment=env.get("CHARTER_ENVIRONMENT", "dev"),
+            database_url=env.get("CHARTER_DATABASE_URL", ""),
         )

@@ -1,0 +1,17 @@
+"""Fixtures every test folder can use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.backends import BACKENDS, database_url
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL, once for SQLite and once for Postgres."""
+    with database_url(request.param, tmp_path) as url:
+        yield url
