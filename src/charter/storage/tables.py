@@ -27,6 +27,7 @@ __all__ = [
     "kill_switches",
     "metadata",
     "run_effects",
+    "role_grants",
     "runs",
 ]
 
@@ -133,4 +134,15 @@ run_effects = Table(
     Column("status", Text, nullable=False),  # deferred | executed | discarded | compensated
     Column("compensation", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Roles users hold per tenant, beyond what a run's caller asserts (e.g. ``approver``).
+role_grants = Table(
+    "role_grants",
+    metadata,
+    Column("tenant", Text, primary_key=True),
+    Column("user", Text, primary_key=True),
+    Column("role", Text, primary_key=True),
+    Column("granted_by", Text, nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
 )
