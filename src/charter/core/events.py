@@ -16,8 +16,10 @@ from typing import Any, Literal
 from charter.core.decision import Decision
 
 __all__ = [
+    "ApprovalDecided",
     "Event",
     "EventBus",
+    "KillSwitchChanged",
     "ModelCalled",
     "RunFinished",
     "RunStarted",
@@ -93,7 +95,39 @@ class RunFinished:
     totals: dict[str, Any] = field(default_factory=dict)
 
 
-Event = RunStarted | ToolCallFinished | ModelCalled | RunFinished
+ApprovalVerdict = Literal["approve", "reject", "terminate", "escalate", "expire"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecided:
+    """A human (or expiry) decided an approval request."""
+
+    at: datetime
+    request_id: str
+    run_id: str
+    tenant: str
+    charter_name: str
+    tool: str
+    arguments_sha256: str
+    verdict: ApprovalVerdict
+    decided_by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchChanged:
+    """An operator killed or revived a scope."""
+
+    at: datetime
+    scope: str
+    action: Literal["kill", "revive"]
+    reason: str
+    by: str
+
+
+Event = (
+    RunStarted | ToolCallFinished | ModelCalled | RunFinished | ApprovalDecided | KillSwitchChanged
+)
 
 
 class EventBus:
