@@ -91,7 +91,10 @@ def test_run_succeeds_on_a_small_refund(env: dict[str, str]) -> None:
     result = json.loads(out)
     assert result["outcome"] == "succeeded"
     assert [c["tool"] for c in result["tool_calls"] if c["tool"] == "issue_refund"]
-    assert all(c["outcome"] == "executed" for c in result["tool_calls"])
+    # The confirmation e-mail is deferred when decided, then sent once the run succeeded.
+    emails = [c["outcome"] for c in result["tool_calls"] if c["tool"] == "send_email"]
+    assert emails == ["deferred", "executed"]
+    assert all(c["outcome"] in ("executed", "deferred") for c in result["tool_calls"])
 
 
 def test_run_exits_1_when_the_run_waits_for_approval(env: dict[str, str]) -> None:

@@ -143,6 +143,7 @@ class _Assembler:
         prompt_text = self._read_text(spec.prompt, ("prompt",), "prompt")
         self._check_references()
         bound = self._bind_tools()
+        self._check_compensations(bound)
         tool_args = {name: argument_types(tool.json_schema) for name, tool in bound.items()}
         compiled = compile_charter_rules(
             spec, tool_args, lambda loc: f"{self.doc.file}:{self.doc.line_of(loc)}"
@@ -270,6 +271,23 @@ class _Assembler:
                     else "list the module that defines it under toolkit:",
                 )
         return bound
+
+    def _check_compensations(self, bound: Mapping[str, ToolSpec]) -> None:
+        """A compensation is called with the original call's arguments it accepts: it must
+        not require any the original does not have."""
+        for name, decl in self.spec.tools.items():
+            original, compensation = bound.get(name), bound.get(decl.compensate or "")
+            if original is None or compensation is None:
+                continue
+            given = set(original.json_schema.get("properties", {}))
+            missing = sorted(set(compensation.json_schema.get("required", [])) - given)
+            if missing:
+                self.problem(
+                    ("tools", name, "compensate"),
+                    f"{decl.compensate} requires {', '.join(missing)}, which {name} does not "
+                    "take, so it cannot be called to take a call of it back",
+                    f"give {decl.compensate} only arguments that {name} also has",
+                )
 
     def _import_toolkit(self, module_name: str, loc: tuple[str | int, ...]) -> Iterable[ToolSpec]:
         try:

@@ -27,7 +27,15 @@ __all__ = [
 ]
 
 ToolCallOutcome = Literal[
-    "executed", "denied", "approval_required", "budget_exceeded", "timeout", "error", "killed"
+    "executed",
+    "denied",
+    "approval_required",
+    "budget_exceeded",
+    "timeout",
+    "error",
+    "killed",
+    "deferred",  # decided and queued until the run succeeds (see execution/effects.py)
+    "discarded",  # a deferred effect dropped because the run did not succeed
 ]
 
 

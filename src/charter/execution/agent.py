@@ -131,7 +131,6 @@ async def run_agent(
         Message("user", user_input),
     ]
     tools = [spec.model_view() for spec in run.charter.tools.values()] + [_ESCALATE_SPEC]
-    model_calls = 0
     try:
         stop = await _loop(run, model, messages, tools, price, max_steps)
     except KillSignal as signal:
@@ -140,6 +139,7 @@ async def run_agent(
             str(signal),
             Decision.deny(Stage.KILL_SWITCH, signal.reason, f"kill-switch:{signal.scope}"),
         )
+    stop = await _settle(run, stop)
     model_calls = sum(1 for m in messages if m.role == "assistant")
     totals = run.ledger.totals()
     services.bus.publish(
@@ -174,6 +174,19 @@ async def run_agent(
         approval=stop.approval,
         messages=tuple(messages),
     )
+
+
+async def _settle(run: Run, stop: _Stop) -> _Stop:
+    """Send or discard the run's deferred effects and compensate its writes (effects.py).
+
+    A run waiting for approval has not ended: its effects wait with it.
+    """
+    if stop.outcome == "approval_required":
+        return stop
+    failure = await run.settle_effects(succeeded=stop.outcome == "succeeded")
+    if failure is None:
+        return stop
+    return _Stop("failed", failure, Decision.deny(Stage.EXECUTE, failure, "effects.send"))
 
 
 async def _loop(

@@ -23,6 +23,7 @@ from charter.core.events import EventBus, RunIdentity, ToolCallFinished, ToolCal
 from charter.core.ids import new_id
 from charter.execution.approvals import ApprovalGrants, ApprovalRequest, InMemoryGrants
 from charter.execution.call import PendingCall, ToolResult
+from charter.execution.effects import CompensableWrite, DeferredEffect, RunEffects
 from charter.execution.kill_switch import KillSwitches, KillSwitchView
 from charter.execution.stages.allowlist import AllowlistStage
 from charter.execution.stages.approval import ApprovalStage
@@ -142,6 +143,7 @@ class Run:
             trace_id=os.urandom(16).hex(),
         )
         self.results: list[ToolResult] = []
+        self.effects = RunEffects()
         self._step = 0
 
     def redact(self, value: Any) -> Any:
@@ -191,6 +193,9 @@ class Run:
             return self._refuse(call, decision)
         key = f"{self.id}:{self._step}"
         assert call.reservation is not None
+        assert call.decl is not None
+        if call.decl.defer == "until_run_succeeds":
+            return self._defer(call, decision, key)
         try:
             execution = await execute(self, call, key)
         except KillSignal as signal:
@@ -210,7 +215,13 @@ class Run:
             self.ledger.release(call.reservation)
         if execution.outcome == "executed":
             decl = call.decl
-            untrusted = decl is not None and decl.output == "untrusted"
+            if decl.effect == "write" and decl.compensate is not None:
+                self.effects.writes.append(
+                    CompensableWrite(
+                        call.call_id, call.tool, decl.compensate, call.canonical_arguments, key
+                    )
+                )
+            untrusted = decl.output == "untrusted"
             remember = self.provenance.add_untrusted if untrusted else self.provenance.add_trusted
             remember(execution.text)
             # The text is JSON, where quotes, newlines and backslashes are escaped; a value
@@ -221,6 +232,94 @@ class Run:
         if execution.outcome != "executed":
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
         return self._finish(call, final, execution.outcome, execution.text, execution.value)
+
+    def _defer(self, call: PendingCall, decision: Decision, key: str) -> ToolResult:
+        """Queue a decided call until the run succeeds (see ``execution/effects.py``)."""
+        assert call.reservation is not None
+        # Its fee is committed now: a budget must cover what the run has decided to spend.
+        self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
+        self.effects.deferred.append(
+            DeferredEffect(
+                call.call_id,
+                call.tool,
+                call.arguments,
+                call.canonical_arguments,
+                call.arguments_sha256,
+                key,
+                decision,
+            )
+        )
+        text = f"QUEUED: {call.tool} will run once the whole run has succeeded"
+        return self._finish(call, decision, "deferred", text, None)
+
+    async def settle_effects(self, *, succeeded: bool) -> str | None:
+        """Send the outbox (run succeeded) or discard it and compensate writes (run did not).
+
+        Returns why the run must fail instead of succeed (a deferred effect failed), or None.
+        """
+        deferred, writes = self.effects.take()
+        failure: str | None = None
+        for effect in deferred:
+            if not succeeded or failure is not None:
+                self._discard(effect, failure)
+                continue
+            problem = await self._send(effect)
+            if problem is not None:
+                failure = f"deferred {effect.tool} ({effect.call_id}) failed: {problem}"
+        if not succeeded or failure is not None:
+            for write in reversed(writes):
+                await self._compensate(write)
+        return failure
+
+    async def _send(self, effect: DeferredEffect) -> str | None:
+        """Run one deferred effect; None when it executed, else what went wrong."""
+        call = self._effect_call(effect.tool, effect.call_id)
+        call.arguments = effect.arguments
+        call.canonical_arguments = effect.canonical_arguments
+        call.arguments_sha256 = effect.arguments_sha256
+        execution = await execute(self, call, effect.idempotency_key, within_run_time=False)
+        decision = Decision(
+            Verdict.ALLOW,
+            f"sent after the run succeeded: {effect.decision.reason}",
+            effect.decision.rule_id,
+            Stage.EXECUTE,
+        )
+        self._finish(call, decision, execution.outcome, execution.text, execution.value)
+        return None if execution.outcome == "executed" else execution.text
+
+    def _discard(self, effect: DeferredEffect, failure: str | None) -> None:
+        call = self._effect_call(effect.tool, effect.call_id)
+        call.canonical_arguments = effect.canonical_arguments
+        call.arguments_sha256 = effect.arguments_sha256
+        why = failure or "the run did not succeed"
+        decision = Decision.deny(Stage.EXECUTE, f"discarded: {why}", "effects.discard")
+        self._finish(call, decision, "discarded", f"DISCARDED: {why}", None)
+
+    async def _compensate(self, write: CompensableWrite) -> None:
+        call = self._effect_call(write.compensation, new_id("call"))
+        assert call.spec is not None
+        accepted = call.spec.json_schema.get("properties", {})
+        call.raw_arguments = {k: v for k, v in write.arguments.items() if k in accepted}
+        rule = f"tools.{write.tool}.compensate"
+        invalid = ArgumentsStage().check(self, call)
+        if invalid is not None:
+            decision = replace(invalid, rule_id=rule, stage=Stage.EXECUTE)
+            self._finish(call, decision, "error", invalid.reason, None)
+            return
+        execution = await execute(
+            self, call, f"{write.idempotency_key}:compensate", within_run_time=False
+        )
+        decision = Decision(
+            Verdict.ALLOW, f"compensating {write.tool} ({write.call_id})", rule, Stage.EXECUTE
+        )
+        self._finish(call, decision, execution.outcome, execution.text, execution.value)
+
+    def _effect_call(self, tool: str, call_id: str) -> PendingCall:
+        clock = self.services.clock
+        call = PendingCall(tool, {}, call_id, os.urandom(8).hex(), clock.monotonic())
+        call.spec = self.charter.tools[tool]
+        call.decl = self.charter.spec.tools[tool]
+        return call
 
     def _refuse(self, call: PendingCall, decision: Decision) -> ToolResult:
         # Reasons can quote what the model sent (an unknown argument's name, say).

@@ -26,8 +26,8 @@ __all__ = [
     "audit_records",
     "kill_switches",
     "metadata",
-    "run_effects",
     "role_grants",
+    "run_effects",
     "runs",
 ]
 

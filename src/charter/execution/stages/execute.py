@@ -37,7 +37,11 @@ class Execution:
     started: bool = True  # False when the tool was never called (nothing to charge)
 
 
-async def execute(run: Run, call: PendingCall, idempotency_key: str) -> Execution:
+async def execute(
+    run: Run, call: PendingCall, idempotency_key: str, *, within_run_time: bool = True
+) -> Execution:
+    """Run the tool. ``within_run_time=False`` for settling effects after the run's own time
+    is up: a compensation must still get its per-tool time, not the run's remainder."""
     assert call.spec is not None
     assert call.decl is not None
     try:
@@ -58,7 +62,7 @@ async def execute(run: Run, call: PendingCall, idempotency_key: str) -> Executio
         credential=credential,
         resources=run.resources,
     )
-    timeout = _time_limit(run, call)
+    timeout = _time_limit(run, call, within_run_time)
     try:
         # asyncio.timeout, not wait_for: it cancels the same way without wrapping the call in
         # a new task, which cost ~8 µs of every async tool call.
@@ -83,9 +87,9 @@ async def execute(run: Run, call: PendingCall, idempotency_key: str) -> Executio
     return Execution("executed", value, _render(run, value))
 
 
-def _time_limit(run: Run, call: PendingCall) -> float | None:
+def _time_limit(run: Run, call: PendingCall, within_run_time: bool) -> float | None:
     per_tool = run.charter.spec.tool_timeout(call.tool)
-    left = run.ledger.seconds_left()
+    left = run.ledger.seconds_left() if within_run_time else None
     limits = [t for t in (per_tool, left) if t is not None]
     return min(limits) if limits else None
 

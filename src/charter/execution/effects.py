@@ -1,0 +1,64 @@
+"""No half-done side effects: deferred effects wait for success; writes can be taken back.
+
+A tool declared ``defer: until_run_succeeds`` (an e-mail, a payment notice) is decided by the
+pipeline like any other call, then queued here instead of run. When the run succeeds the
+queue is sent in order, each effect once, under the idempotency key it was given when it was
+decided. When the run ends any other way (failed, denied, escalated, killed, over budget) the
+queue is discarded and every executed ``write`` whose tool names a ``compensate:`` tool is
+compensated, newest first, with the arguments of the original call that the compensation
+accepts. A run waiting for approval keeps both: it has not ended.
+
+If sending a deferred effect fails, the rest are discarded, the writes are compensated and
+the run fails: the seed's rule is that nothing is sent "best effort".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from charter.core.decision import Decision
+
+__all__ = ["CompensableWrite", "DeferredEffect", "RunEffects"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredEffect:
+    """A decided call waiting for the run to succeed."""
+
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]  # validated values, as the tool receives them
+    canonical_arguments: dict[str, Any]
+    arguments_sha256: str
+    idempotency_key: str
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class CompensableWrite:
+    """An executed write and the tool that takes it back."""
+
+    call_id: str
+    tool: str
+    compensation: str
+    arguments: dict[str, Any]  # canonical arguments of the original call
+    idempotency_key: str
+
+
+@dataclass(slots=True)
+class RunEffects:
+    """The run's outbox and its compensable writes, in the order they happened."""
+
+    deferred: list[DeferredEffect] = field(default_factory=list)
+    writes: list[CompensableWrite] = field(default_factory=list)
+    settled: bool = False
+
+    def take(self) -> tuple[list[DeferredEffect], list[CompensableWrite]]:
+        """Hand over everything to settle, once; a second call gets nothing."""
+        if self.settled:
+            return [], []
+        self.settled = True
+        deferred, writes = self.deferred, self.writes
+        self.deferred, self.writes = [], []
+        return deferred, writes
