@@ -15,3 +15,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database URL, once for SQLite and once for Postgres."""
     with database_url(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    """An empty Postgres database URL, for behaviour only a server has (lost connections)."""
+    with database_url("postgres", tmp_path) as url:
+        yield url

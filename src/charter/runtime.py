@@ -25,11 +25,14 @@ from charter.core.errors import ModelConfigError
 from charter.core.events import EventBus
 from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
-from charter.execution.approvals import InMemoryGrants
-from charter.execution.kill_switch import KillSwitches
+from charter.execution.approval_store import ApprovalStore, StoreGrants
+from charter.execution.approvals import ApprovalGrants, ApprovalInbox, InMemoryGrants
+from charter.execution.kill_store import KillSwitchStore
+from charter.execution.kill_switch import KillSwitchView
 from charter.execution.model import Model
 from charter.execution.run import Run, RunServices
 from charter.identity.principal import ENVIRONMENTS, Environment, Principal
+from charter.identity.roles import RoleGrants
 from charter.identity.secrets import (
     ChainSecretProvider,
     EnvSecretProvider,
@@ -42,6 +45,7 @@ from charter.observability.audit_recorder import AuditRecorder
 from charter.observability.tracing import PresetIdGenerator, SpanRecorder
 from charter.policy.cedar_engine import CedarEngine
 from charter.policy.pricing import ModelPrice, price_for
+from charter.storage import Database
 
 __all__ = ["Runtime"]
 
@@ -49,12 +53,18 @@ __all__ = ["Runtime"]
 class Runtime:
     """Process-wide services for runs: audit log, tracing, secrets, kill switches, approvals.
 
+    Everything durable lives in one database (``settings.database``: the SQLite file under
+    ``CHARTER_HOME`` by default, Postgres by URL), so every process pointed at it shares the
+    audit chain, the kill switches and the approvals inbox.
+
     Args:
         settings: where state lives; defaults to ``Settings.from_env()``.
         clock: injectable time.
         tracer_provider: an OpenTelemetry SDK provider; one with Charter's id generator and
             no exporter is made if omitted.
         secret_providers: overrides the default chain (environment, then secret files).
+        kill_switches: overrides the durable kill switches (e.g. ``KillSwitches()`` in memory).
+        approvals: overrides the durable approvals inbox and grants (``InMemoryGrants()``).
     """
 
     def __init__(
@@ -64,9 +74,17 @@ class Runtime:
         clock: Clock | None = None,
         tracer_provider: TracerProvider | None = None,
         secret_providers: Sequence[SecretProvider] | None = None,
+        kill_switches: KillSwitchView | None = None,
+        approvals: InMemoryGrants | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
-        self.audit = AuditLog(self.settings.audit_path)
+        clock = clock or SystemClock()
+        self.database = Database(self.settings.database)
+        try:
+            self.audit = AuditLog(self.database)
+        except BaseException:
+            self.database.dispose()
+            raise
         self.tracer_provider = tracer_provider or TracerProvider(id_generator=PresetIdGenerator())
         redactor = Redactor()
         providers = (
@@ -74,21 +92,26 @@ class Runtime:
             if secret_providers is not None
             else (EnvSecretProvider(), FileSecretProvider(self.settings.secrets_dir))
         )
-        self.kill_switches = KillSwitches()
-        self.grants = InMemoryGrants()
         bus = EventBus()
         # Audit first: if it cannot record, the publisher fails before anything else sees
         # the event, and the caller learns the action was not recorded.
         bus.subscribe(AuditRecorder(self.audit))
         self.spans = SpanRecorder(self.tracer_provider)
         bus.subscribe(self.spans)
+        self.roles = RoleGrants(self.database, clock)
+        self.kill_switches = kill_switches or KillSwitchStore(self.database, clock, bus)
+        self.approvals = ApprovalStore(self.database, clock, bus, self.roles)
+        grants: ApprovalGrants = approvals or StoreGrants(self.approvals)
+        inbox: ApprovalInbox = approvals or self.approvals
+        self.grants = grants
         self.services = RunServices(
             bus=bus,
             secrets=ChainSecretProvider(providers, redactor),
             redactor=redactor,
             kill_switches=self.kill_switches,
-            grants=self.grants,
-            clock=clock or SystemClock(),
+            grants=grants,
+            inbox=inbox,
+            clock=clock,
         )
         self._engines: dict[str, CedarEngine] = {}
 
@@ -194,8 +217,11 @@ class Runtime:
         self.tracer_provider.force_flush()
 
     def close(self) -> None:
+        if isinstance(self.kill_switches, KillSwitchStore):
+            self.kill_switches.close()
         self.audit.close()
         self.tracer_provider.shutdown()
+        self.database.dispose()
 
     def __enter__(self) -> Runtime:
         return self

@@ -62,7 +62,7 @@ def test_the_credential_never_reaches_audit_output_or_model(env: dict[str, str])
     code, out, err = invoke(env, "demo", "--json")
     assert code == 0
     assert SECRET not in out + err
-    audit = Path(env["CHARTER_HOME"]) / "audit.sqlite3"
+    audit = Path(env["CHARTER_HOME"]) / "charter.sqlite3"
     for suffix in ("", "-wal"):
         path = Path(f"{audit}{suffix}")
         if path.exists():
@@ -175,7 +175,7 @@ def test_run_with_an_invalid_charter_exits_2_and_points_to_validate(
 def test_audit_verify_without_a_log_exits_2(env: dict[str, str]) -> None:
     code, _, err = invoke(env, "audit", "verify")
     assert code == 2
-    assert "no audit log" in err
+    assert "no Charter database" in err
 
 
 def test_audit_verify_names_the_first_tampered_record(env: dict[str, str]) -> None:
@@ -183,7 +183,7 @@ def test_audit_verify_names_the_first_tampered_record(env: dict[str, str]) -> No
     code, out, _ = invoke(env, "audit", "verify", "--json")
     assert code == 0
     assert json.loads(out)["ok"] is True
-    db = sqlite3.connect(Path(env["CHARTER_HOME"]) / "audit.sqlite3")
+    db = sqlite3.connect(Path(env["CHARTER_HOME"]) / "charter.sqlite3")
     with db:
         db.execute("DROP TRIGGER audit_records_no_update")  # an attacker with file access
         db.execute(

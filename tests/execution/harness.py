@@ -24,7 +24,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from charter.contract.loader import Charter
 from charter.contract.tool import ToolSpec
 from charter.core.settings import Settings
+from charter.execution.approvals import InMemoryGrants
 from charter.execution.call import ToolResult
+from charter.execution.kill_switch import KillSwitches
 from charter.execution.run import Run
 from charter.identity.principal import Principal
 from charter.identity.secrets import EnvSecretProvider
@@ -73,7 +75,11 @@ def make_runtime(
     clock: FakeClock | None = None,
     traced: bool = False,
 ) -> Runtime:
-    """A runtime with its home in ``tmp_path``, a fake clock and env-style secrets."""
+    """A runtime with its home in ``tmp_path``, a fake clock and env-style secrets.
+
+    Kill switches and approvals are the in-memory ones, so pipeline tests can pull a switch
+    or grant an approval directly; the durable stores have their own tests.
+    """
     provider = None
     if traced:
         provider = TracerProvider(id_generator=PresetIdGenerator())
@@ -82,6 +88,8 @@ def make_runtime(
         clock=clock or FakeClock(),
         tracer_provider=provider,
         secret_providers=[EnvSecretProvider(REFUND_ENV if secrets is None else secrets)],
+        kill_switches=KillSwitches(),
+        approvals=InMemoryGrants(),
     )
     return runtime
 
@@ -167,7 +175,7 @@ def write_charter(
 
 def audit_rows(runtime: Runtime) -> list[dict[str, Any]]:
     """Every stored audit row, read with plain sqlite3 (what an auditor would see)."""
-    conn = sqlite3.connect(runtime.settings.audit_path)
+    conn = sqlite3.connect(runtime.settings.home / "charter.sqlite3")
     try:
         conn.row_factory = sqlite3.Row
         return [dict(row) for row in conn.execute("SELECT * FROM audit_records ORDER BY row_id")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charter.cli import audit, db, demo, run, validate
+from charter.cli import approvals, audit, db, demo, kill, roles, run, validate
 
 app = typer.Typer(
     name="charter",
@@ -17,8 +17,12 @@ app = typer.Typer(
 app.command()(validate.validate)
 app.command()(run.run)
 app.command()(demo.demo)
+app.command()(kill.kill)
+app.command()(kill.revive)
+app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.add_typer(roles.app, name="roles")
 
 
 def main() -> None:

@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail, stderr
-from charter.core.errors import AuditUnavailable
-from charter.core.settings import Settings
-from charter.observability.audit import AuditLog
+from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, stderr
+from charter.cli.state import open_state
 
 app = typer.Typer(
     help="Verify and read the tamper-evident audit log (under CHARTER_HOME).", no_args_is_help=True
@@ -20,28 +18,14 @@ TenantOption = Annotated[
 ]
 
 
-def _open(as_json: bool) -> AuditLog:
-    settings = Settings.from_env()
-    if not settings.audit_path.exists():
-        fail(
-            f"no audit log at {settings.audit_path}; run something first, or set "
-            "CHARTER_HOME to where Charter keeps its state",
-            as_json=as_json,
-        )
-    try:
-        return AuditLog(settings.audit_path)
-    except AuditUnavailable as exc:
-        fail(str(exc), as_json=as_json)
-
-
 @app.command()
 def verify(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """Recompute every hash of every tenant's chain; name the first bad record.
 
     Exit codes: 0 intact; 1 altered, deleted, reordered or truncated records; 2 no log.
     """
-    with _open(as_json) as log:
-        report = log.verify(tenant)
+    with open_state(as_json, must_exist=True) as state:
+        report = state.audit.verify(tenant)
     if as_json:
         emit_json(report.as_dict())
     elif report.ok:
@@ -78,8 +62,8 @@ def tail(
     as_json: JsonOption = False,
 ) -> None:
     """Show the latest audit records, oldest first."""
-    with _open(as_json) as log:
-        records = log.tail(limit, tenant)
+    with open_state(as_json, must_exist=True) as state:
+        records = state.audit.tail(limit, tenant)
     if as_json:
         emit_json([record.as_dict() for record in records])
         return

@@ -40,6 +40,7 @@ def demo(
         with Runtime(settings) as runtime:
             rows = asyncio.run(run_demo(runtime))
             report = runtime.audit.verify()
+            database_url = runtime.database.shown_url
     except UserError as exc:
         fail(str(exc), as_json=as_json)
     ok = all(row.as_expected for row in rows) and report.ok
@@ -47,7 +48,7 @@ def demo(
         emit_json(
             {
                 "ok": ok,
-                "audit": {**report.as_dict(), "path": str(settings.audit_path)},
+                "audit": {**report.as_dict(), "database": database_url},
                 "runs": [
                     {
                         "ticket": row.ticket.ticket_id,
@@ -64,7 +65,7 @@ def demo(
         verdict = "[green]intact[/]" if report.ok else "[bold red]BROKEN[/]"
         console.print(
             f"\naudit chain {verdict}: {report.records_checked} records in "
-            f"{settings.audit_path} (check it yourself: charter audit verify)"
+            f"{database_url} (check it yourself: charter audit verify)"
         )
     if not ok:
         raise typer.Exit(EXIT_FAILED)

@@ -277,8 +277,8 @@ class _Assembler:
         not require any the original does not have."""
         for name, decl in self.spec.tools.items():
             original, compensation = bound.get(name), bound.get(decl.compensate or "")
-            if original is None or compensation is None:
-                continue
+            if original is None or compensation is None or decl.effect != "write":
+                continue  # a non-write being compensated is reported on its own
             given = set(original.json_schema.get("properties", {}))
             missing = sorted(set(compensation.json_schema.get("required", [])) - given)
             if missing:

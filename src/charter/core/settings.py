@@ -37,10 +37,6 @@ class Settings:
         """The database URL in force (the SQLite default when none is set)."""
         return self.database_url or f"sqlite:///{self.home / 'charter.sqlite3'}"
 
-    @property
-    def audit_path(self) -> Path:
-        return self.home / "audit.sqlite3"
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["ApprovalGrants", "ApprovalRequest", "InMemoryGrants"]
+__all__ = ["ApprovalGrants", "ApprovalInbox", "ApprovalRequest", "InMemoryGrants"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +52,27 @@ class ApprovalGrants(Protocol):
         ...
 
 
+class ApprovalInbox(Protocol):
+    def request(self, request: ApprovalRequest, *, charter_name: str) -> object:
+        """Record a new request where approvers will find it."""
+        ...
+
+
 class InMemoryGrants:
-    """Grants held in memory, consumed once: one approval, one execution."""
+    """Requests and grants held in memory; a grant is consumed once (one approval, one call).
+
+    For tests and embedding. ``charter.execution.approval_store`` is the durable pair.
+    """
 
     def __init__(self) -> None:
         self._grants: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
+        self.requests: dict[str, ApprovalRequest] = {}
+
+    def request(self, request: ApprovalRequest, *, charter_name: str) -> ApprovalRequest:
+        with self._lock:
+            self.requests[request.id] = request
+        return request
 
     def grant(self, request: ApprovalRequest, approval_id: str) -> None:
         with self._lock:

@@ -21,7 +21,12 @@ from charter.core.decision import Decision, Stage, Verdict
 from charter.core.errors import KillSignal
 from charter.core.events import EventBus, RunIdentity, ToolCallFinished, ToolCallOutcome
 from charter.core.ids import new_id
-from charter.execution.approvals import ApprovalGrants, ApprovalRequest, InMemoryGrants
+from charter.execution.approvals import (
+    ApprovalGrants,
+    ApprovalInbox,
+    ApprovalRequest,
+    InMemoryGrants,
+)
 from charter.execution.call import PendingCall, ToolResult
 from charter.execution.effects import CompensableWrite, DeferredEffect, RunEffects
 from charter.execution.kill_switch import KillSwitches, KillSwitchView
@@ -69,18 +74,21 @@ class RunServices:
     redactor: Redactor
     kill_switches: KillSwitchView
     grants: ApprovalGrants
+    inbox: ApprovalInbox
     clock: Clock
 
     @classmethod
     def in_memory(cls, *, clock: Clock | None = None) -> RunServices:
         """Services with nothing durable: for tests and embedding."""
         redactor = Redactor()
+        grants = InMemoryGrants()
         return cls(
             bus=EventBus(),
             secrets=ChainSecretProvider([EnvSecretProvider()], redactor),
             redactor=redactor,
             kill_switches=KillSwitches(),
-            grants=InMemoryGrants(),
+            grants=grants,
+            inbox=grants,
             clock=clock or SystemClock(),
         )
 
@@ -341,6 +349,7 @@ class Run:
                 rule_id=decision.rule_id,
                 requested_at=self.services.clock.now(),
             )
+            self.services.inbox.request(approval, charter_name=self.charter.name)
             text = f"APPROVAL REQUIRED: {decision.reason} (request {approval.id})"
         else:
             outcome = _OUTCOME_BY_STAGE.get(decision.stage, "denied")

@@ -1,9 +1,10 @@
-"""The audit log: append-only, hash-chained per tenant, stored in SQLite.
+"""The audit log: append-only, hash-chained per tenant, stored in Charter's database.
 
 Every run start, tool call and run end becomes one ``AuditEntry``. ``AuditLog.append`` seals it
 into its tenant's chain and returns only once the record is committed, so a caller that got an
-``AuditRecord`` back knows the record is on disk. If the log cannot be written, ``append``
-raises ``AuditUnavailable`` and Charter refuses to act unaudited.
+``AuditRecord`` back knows the record is stored. If the log cannot be written, ``append``
+raises ``AuditUnavailable`` and Charter refuses to act unaudited. The database is SQLite or
+Postgres (``charter.storage``); both behave the same and hold byte-identical records.
 
 Sealing
     Each record gets a 1-based ``position`` in its tenant's chain. Its *payload* is the
@@ -15,19 +16,17 @@ Sealing
     without the others.
 
 Storage
-    ``audit_records`` keeps the exact payload text (the thing that was hashed) *and* every
-    scalar field in its own column, so the log can be queried with plain ``sqlite3``
-    (``roles`` and ``arguments`` live only in the payload; use ``json_extract(payload, ...)``).
+    The tables come from the migrations (``charter.storage``). ``audit_records`` keeps the
+    exact payload text (the thing that was hashed) *and* every scalar field in its own column,
+    so the log can be queried with plain SQL (``roles`` and ``arguments`` live only in the
+    payload; use ``json_extract`` on SQLite, ``payload::json`` on Postgres). ``user`` is a
+    reserved word in Postgres, so that column is always written ``"user"``. Text columns
+    cannot hold NUL characters on Postgres, so an entry with one in a column field is refused
+    on both backends (inside ``arguments`` it is fine: the payload escapes it).
     ``audit_heads`` keeps each tenant's last position and hash, updated in the same
     transaction as the inserts, so deleting records from the end of a chain is detectable.
-    A log remembers the heads it wrote; when another process has appended since, the insert
-    collides with ``UNIQUE (tenant, position)`` and the batch is retried with heads read from
-    the file, so sharing one file between processes stays safe without a read per commit.
     Triggers refuse ``UPDATE`` and ``DELETE`` on ``audit_records``; they stop accidents, not
-    attackers, which is what ``verify`` is for. ``row_id`` is a plain ``INTEGER PRIMARY KEY``:
-    ``AUTOINCREMENT`` would add a page write to every commit (about 15% of an append) only to
-    avoid reusing the ids of deleted rows, and deletions are refused and detected anyway.
-    ``PRAGMA user_version`` is the schema version.
+    attackers, which is what ``verify`` is for.
 
 Verification
     ``verify`` trusts nothing it has not recomputed: per tenant, in position order, positions
@@ -37,37 +36,56 @@ Verification
     ``prev_hash`` must equal the previous record's hash, ``row_id`` must grow with position,
     and the head row must name the last record's position and hash. Limits: someone with write
     access who rewrites a chain's whole suffix *and* its head is not detectable from inside
-    the file; compare head hashes against a copy kept elsewhere to catch that.
+    the database; compare head hashes against a copy kept elsewhere to catch that.
 
-Durability and concurrency
-    WAL mode with ``synchronous=NORMAL``: a returned ``append`` survives a crash of the
-    process; the most recent commits can be lost on power failure or OS crash. Appends use
-    leader-based group commit: concurrent callers queue their entries and one of them writes
-    the whole queue in a single ``BEGIN IMMEDIATE`` transaction that reads each tenant's head
-    from the database, so several processes may share one file safely. A failing transaction
-    is rolled back whole and every caller in it gets ``AuditUnavailable``.
+Writing
+    A log holds one dedicated DBAPI connection for writes, with its statements as constant
+    strings (psycopg prepares them after a few uses). Appends use leader-based group commit:
+    concurrent callers queue their entries and one of them writes the whole queue in one
+    transaction (SQLite ``BEGIN IMMEDIATE``; Postgres ``READ COMMITTED``). A log remembers the
+    heads it wrote; a tenant it has not written yet has its head read inside the transaction
+    (``FOR UPDATE`` on Postgres). Head rows are upserted tenant by tenant in sorted order
+    *before* the records are inserted, so two writers lock heads in one order and never
+    deadlock, and the records of one tenant are only ever inserted by the holder of its head.
+    When another process has appended since, the insert collides with
+    ``UNIQUE (tenant, position)`` and the batch is retried with heads read from the database,
+    so several processes may share one database safely without a read per commit. A failing
+    transaction is rolled back whole and every caller in it gets ``AuditUnavailable``.
+    SQLite runs in WAL mode with ``synchronous=NORMAL``: a returned ``append`` survives a crash
+    of the process; the most recent commits can be lost on power failure or OS crash.
+
+Reading
+    ``tail``, ``records`` and ``verify`` read through the SQLAlchemy engine on other
+    connections, so they never wait for (or hold up) the writer; ``verify`` reads one snapshot
+    (a SQLite read transaction; ``REPEATABLE READ`` on Postgres).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from operator import attrgetter
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self, get_args
 
+from alembic.util import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
+
 from charter.core.canonical import canonical_json, canonical_text, sha256_hex, to_jsonable
-from charter.core.errors import AuditUnavailable
+from charter.core.errors import AuditUnavailable, DatabaseUnavailable
+from charter.storage.database import Database, redact_url
+from charter.storage.migrate import ensure_schema
+from charter.storage.tables import AUDIT_COLUMNS
 
 __all__ = [
     "GENESIS_HASH",
-    "SCHEMA_VERSION",
     "AuditEntry",
     "AuditKind",
     "AuditLog",
@@ -76,17 +94,16 @@ __all__ = [
     "VerifyReport",
 ]
 
-AuditKind = Literal["run_started", "tool_call", "run_finished"]
+AuditKind = Literal["run_started", "tool_call", "run_finished", "approval_decision", "kill_switch"]
 
 GENESIS_HASH: Final = "0" * 64
 """The ``prev_hash`` of the first record of every tenant's chain."""
 
-SCHEMA_VERSION: Final = 1
-"""Stored as ``PRAGMA user_version``; a file from a newer Charter is refused, not guessed at."""
-
 _KINDS: Final[frozenset[str]] = frozenset(get_args(AuditKind))
-_BUSY_TIMEOUT_MS: Final = 5000
 _PAGE_SIZE: Final = 256
+# A batch whose cached heads turned out stale is retried with heads read from the database;
+# only writers racing on a tenant's very first record can collide more than once.
+_ATTEMPTS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,70 +189,101 @@ _POSITION_SPLICE: Final = ',"prompt_sha256":'
 assert max(k for k in _ENTRY_FIELDS if k < "position") == "outcome"
 assert min(k for k in _ENTRY_FIELDS if k > "position") == "prompt_sha256"
 
-# Every scalar field has a column; ``roles`` and ``arguments`` live only in the payload
-# (query them with json_each / json_extract). ``tenant`` and ``position`` lead for the index.
+# Every scalar field has a column; ``roles`` and ``arguments`` live only in the payload (query
+# them with json_extract on SQLite, payload::json on Postgres). ``tenant`` and ``position``
+# lead for the index.
 _COLUMN_FIELDS: Final = tuple(n for n in _ENTRY_FIELDS if n not in {"tenant", "roles", "arguments"})
 _get_columns = attrgetter(*_COLUMN_FIELDS)
 _AT_INDEX: Final = _COLUMN_FIELDS.index("at")
 _ALL_COLUMNS: Final = ("tenant", "position", *_COLUMN_FIELDS, "payload", "prev_hash", "hash")
 
-_NULLABLE_COLUMNS: Final = frozenset(_OPTIONAL_TEXT)
-_COLUMN_DEFS: Final = ",\n    ".join(
-    f"{name} {'INTEGER' if name == 'position' else 'TEXT'}"
-    f"{'' if name in _NULLABLE_COLUMNS else ' NOT NULL'}"
-    for name in _ALL_COLUMNS
-)
+assert _COLUMN_FIELDS == AUDIT_COLUMNS, "audit columns drifted from charter.storage.tables"
 
-_SCHEMA: Final = (
-    f"""CREATE TABLE IF NOT EXISTS audit_records (
-    row_id INTEGER PRIMARY KEY,
-    {_COLUMN_DEFS},
-    UNIQUE (tenant, position)
-) STRICT""",
-    """CREATE TABLE IF NOT EXISTS audit_heads (
-    tenant TEXT PRIMARY KEY,
-    position INTEGER NOT NULL,
-    hash TEXT NOT NULL
-) STRICT, WITHOUT ROWID""",
-    """CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records
-BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END""",
-    f"PRAGMA user_version = {SCHEMA_VERSION}",
-)
 
-# Column lists are joined from the constants above (never from input), hence the noqa.
-_INSERT: Final = (
-    f"INSERT INTO audit_records ({', '.join(_ALL_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' for _ in _ALL_COLUMNS)})"
-)
-_VERIFY_ROWS: Final = (
-    f"SELECT row_id, {', '.join(_ALL_COLUMNS)} FROM audit_records "  # noqa: S608
-    "WHERE tenant = ? ORDER BY position"
-)
-_SELECT_HEAD: Final = "SELECT position, hash FROM audit_heads WHERE tenant = ?"
-_UPSERT_HEAD: Final = (
-    "INSERT INTO audit_heads (tenant, position, hash) VALUES (?, ?, ?) "
-    "ON CONFLICT (tenant) DO UPDATE SET position = excluded.position, hash = excluded.hash"
-)
-_LAST_ROWID: Final = "SELECT last_insert_rowid()"
+def _quoted(name: str) -> str:
+    # "user" is reserved in Postgres; SQLite accepts the quotes too.
+    return f'"{name}"' if name == "user" else name
+
+
+_COLUMN_LIST: Final = ", ".join(_quoted(name) for name in _ALL_COLUMNS)
 # Readers select these six columns, in this order (see _record_from_row).
-_TAIL_ALL: Final = (
-    "SELECT payload, tenant, position, row_id, prev_hash, hash FROM audit_records "
-    "ORDER BY row_id DESC LIMIT ?"
-)
-_TAIL_TENANT: Final = (
-    "SELECT payload, tenant, position, row_id, prev_hash, hash FROM audit_records "
-    "WHERE tenant = ? ORDER BY position DESC LIMIT ?"
-)
-_PAGE_ALL: Final = (
-    "SELECT payload, tenant, position, row_id, prev_hash, hash FROM audit_records "
-    "WHERE row_id > ? ORDER BY row_id LIMIT ?"
-)
-_PAGE_TENANT: Final = (
-    "SELECT payload, tenant, position, row_id, prev_hash, hash FROM audit_records "
-    "WHERE tenant = ? AND position > ? ORDER BY position LIMIT ?"
-)
+_RECORD_COLUMNS: Final = "payload, tenant, position, row_id, prev_hash, hash"
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """Every statement the log runs, spelled for one DBAPI paramstyle."""
+
+    insert: str  # one record; on Postgres it returns the new row_id
+    lock_head: str  # a head read inside the write transaction (locked on Postgres)
+    upsert_head: str
+    read_head: str
+    all_heads: str
+    tenants: str
+    verify_rows: str
+    tail_all: str
+    tail_tenant: str
+    page_all: str
+    page_tenant: str
+
+
+def _statements(mark: str, *, postgres: bool) -> _Statements:
+    # Statements are joined from the constants above and a placeholder (never from input),
+    # hence the noqa.
+    read_head = f"SELECT position, hash FROM audit_heads WHERE tenant = {mark}"  # noqa: S608
+    return _Statements(
+        insert=(
+            f"INSERT INTO audit_records ({_COLUMN_LIST}) "  # noqa: S608
+            f"VALUES ({', '.join(mark for _ in _ALL_COLUMNS)})"
+            f"{' RETURNING row_id' if postgres else ''}"
+        ),
+        lock_head=f"{read_head} FOR UPDATE" if postgres else read_head,
+        upsert_head=(
+            f"INSERT INTO audit_heads (tenant, position, hash) VALUES ({mark}, {mark}, {mark}) "  # noqa: S608
+            "ON CONFLICT (tenant) DO UPDATE SET position = excluded.position, hash = excluded.hash"
+        ),
+        read_head=read_head,
+        all_heads="SELECT tenant, position, hash FROM audit_heads",
+        tenants="SELECT DISTINCT tenant FROM audit_records",
+        verify_rows=(
+            f"SELECT row_id, {_COLUMN_LIST} FROM audit_records "  # noqa: S608
+            f"WHERE tenant = {mark} ORDER BY position"
+        ),
+        tail_all=(
+            f"SELECT {_RECORD_COLUMNS} FROM audit_records "  # noqa: S608
+            f"ORDER BY row_id DESC LIMIT {mark}"
+        ),
+        tail_tenant=(
+            f"SELECT {_RECORD_COLUMNS} FROM audit_records "  # noqa: S608
+            f"WHERE tenant = {mark} ORDER BY position DESC LIMIT {mark}"
+        ),
+        page_all=(
+            f"SELECT {_RECORD_COLUMNS} FROM audit_records "  # noqa: S608
+            f"WHERE row_id > {mark} ORDER BY row_id LIMIT {mark}"
+        ),
+        page_tenant=(
+            f"SELECT {_RECORD_COLUMNS} FROM audit_records "  # noqa: S608
+            f"WHERE tenant = {mark} AND position > {mark} ORDER BY position LIMIT {mark}"
+        ),
+    )
+
+
+_SQLITE_SQL: Final = _statements("?", postgres=False)  # sqlite3: qmark
+_POSTGRES_SQL: Final = _statements("%s", postgres=True)  # psycopg: format
+
+# A Postgres batch of several records is one multi-row INSERT (psycopg's executemany would
+# pipeline, and log a warning each time a stale head aborts the pipeline). RETURNING names
+# each row, so row ids are matched by (tenant, position), not by the order rows come back.
+_POSTGRES_ROW: Final = f"({', '.join('%s' for _ in _ALL_COLUMNS)})"
+_POSTGRES_CHUNK: Final = 1000  # rows per statement: 26,000 parameters, under the 65,535 cap
+
+
+@functools.cache
+def _postgres_insert_many(count: int) -> str:
+    return (
+        f"INSERT INTO audit_records ({_COLUMN_LIST}) "  # noqa: S608
+        f"VALUES {', '.join([_POSTGRES_ROW] * count)} RETURNING tenant, position, row_id"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,33 +380,82 @@ class _Slot:
 
 
 class AuditLog:
-    """An append-only audit log in one SQLite file; safe across threads and processes.
+    """An append-only audit log in Charter's database; safe across threads and processes.
 
     Args:
-        path: The database file. Missing parent directories are created.
+        database: Where the log lives. Its schema is brought up to date (SQLite) or checked
+            (Postgres: run ``charter db upgrade`` first). The log borrows it: ``close`` closes
+            the log's own connection and leaves the database to its owner.
 
     Raises:
-        AuditUnavailable: The file cannot be created, opened or initialized.
+        AuditUnavailable: The database cannot be reached, is behind its migrations or refuses
+            a connection.
     """
 
-    def __init__(self, path: Path) -> None:
-        self._path = Path(path)
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._owns_database = False
+        self._postgres = database.dialect == "postgresql"
+        self._sql = _POSTGRES_SQL if self._postgres else _SQLITE_SQL
+        dbapi = database.engine.dialect.dbapi
+        assert dbapi is not None
+        self._dbapi_error: type[Exception] = dbapi.Error
+        # sqlite3.IntegrityError or psycopg's (whose UniqueViolation is a subclass).
+        self._integrity_error: type[Exception] = dbapi.IntegrityError
         # Group commit: ``_turn`` guards the pending queue and the ``_leading`` flag; waiting
         # followers sleep on it instead of queueing on the database lock, so when a batch
         # commits they all wake at once rather than one lock hand-off at a time.
         self._turn = threading.Condition(threading.Lock())
         self._pending: list[_Slot] = []
         self._leading = False
-        # Guards every use of the connection (the leader's writes, reads, close).
+        # Guards the write connection (the leader's batch, reconnecting, close).
         self._db_lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = _open(self._path)
+        self._closed = False
+        self._raw: PoolProxiedConnection | None = None
+        self._conn: Any = None  # the DBAPI connection of _raw: sqlite3 or psycopg
+        self._cursor: Any = None
         # Each tenant's last (position, hash) as this log wrote it; saves a read per commit.
         self._heads: dict[str, tuple[int, str]] = {}
+        try:
+            ensure_schema(database)
+            self._connect()
+        except DatabaseUnavailable as exc:
+            raise AuditUnavailable(f"cannot open the audit log: {exc}") from exc
+        except (SQLAlchemyError, CommandError, OSError, self._dbapi_error) as exc:
+            raise AuditUnavailable(
+                f"cannot open the audit log in {database.shown_url}: {_first_line(exc)}; "
+                "check that the URL names a reachable database Charter may write to (for "
+                "SQLite, a writable file location, not a directory)"
+            ) from exc
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        """Open the log in the database at ``url``; ``close`` disposes that database too.
+
+        Raises:
+            AuditUnavailable: As for the constructor, or the URL is malformed or unsupported.
+        """
+        try:
+            database = Database(url)
+        except DatabaseUnavailable as exc:
+            raise AuditUnavailable(f"cannot open the audit log: {exc}") from exc
+        except OSError as exc:  # the SQLite file's directory cannot be created
+            raise AuditUnavailable(
+                f"cannot open the audit log at {redact_url(url)}: {exc}; check that the path "
+                "is a writable file location"
+            ) from exc
+        try:
+            log = cls(database)
+        except BaseException:
+            database.dispose()
+            raise
+        log._owns_database = True
+        return log
 
     @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._path
+    def database(self) -> Database:
+        """The database the log lives in."""
+        return self._database
 
     def __enter__(self) -> Self:
         return self
@@ -372,11 +469,17 @@ class AuditLog:
         self.close()
 
     def close(self) -> None:
-        """Close the database. Idempotent; later appends raise ``AuditUnavailable``."""
+        """Close the log's connection (and its database if ``open`` made it). Idempotent.
+
+        Later calls raise ``AuditUnavailable``.
+        """
         with self._db_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if self._closed:
+                return
+            self._closed = True
+            self._disconnect()
+            if self._owns_database:
+                self._database.dispose()
 
     def append(self, entry: AuditEntry) -> AuditRecord:
         """Seal ``entry`` into its tenant's chain and commit it.
@@ -388,7 +491,8 @@ class AuditLog:
             The committed record; it is durable when this returns.
 
         Raises:
-            ValueError: ``entry`` cannot be serialized (NaN, lone surrogate, non-JSON value).
+            ValueError: ``entry`` cannot be serialized (NaN, lone surrogate, non-JSON value)
+                or stored (a NUL character in a column field).
             AuditUnavailable: The database refused the write; nothing of the batch was kept.
         """
         slot = _prepare(entry)
@@ -411,12 +515,12 @@ class AuditLog:
                     self._leading = False
                     self._turn.notify_all()
         if isinstance(slot.error, _Closed):
-            raise AuditUnavailable(f"the audit log {self._path} is closed; open a new AuditLog")
+            raise self._closed_error()
         if slot.record is None:
             raise AuditUnavailable(
-                f"could not write to the audit log {self._path}: {slot.error}; "
-                "check that the file is writable, the disk is not full and no other process "
-                "holds a long write lock"
+                f"could not write to the audit log in {self._database.shown_url}: "
+                f"{_first_line(slot.error)}; check that the database is reachable and "
+                "writable, the disk is not full and no other process holds a long write lock"
             ) from slot.error
         return slot.record
 
@@ -433,39 +537,32 @@ class AuditLog:
         """
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        with self._db_lock:
-            conn = self._require_open()
-            try:
-                if tenant is None:
-                    rows = conn.execute(_TAIL_ALL, (limit,)).fetchall()
-                else:
-                    rows = conn.execute(_TAIL_TENANT, (tenant, limit)).fetchall()
-            except sqlite3.Error as exc:
-                raise self._read_failed(exc) from exc
+        with self._reading() as conn:
+            if tenant is None:
+                rows = conn.exec_driver_sql(self._sql.tail_all, (limit,)).fetchall()
+            else:
+                rows = conn.exec_driver_sql(self._sql.tail_tenant, (tenant, limit)).fetchall()
         return [_record_from_row(row) for row in reversed(rows)]
 
     def records(self, tenant: str | None = None) -> Iterator[AuditRecord]:
         """Every record in chain order: by position for one tenant, else by insertion.
 
-        Reads in pages so a large log is never held in memory and the connection is never
-        held across a ``yield``; records appended while iterating may or may not be seen.
+        Reads in pages so a large log is never held in memory and no connection is held
+        across a ``yield``; records appended while iterating may or may not be seen.
 
         Raises:
             AuditUnavailable: The log is closed or unreadable.
         """
         cursor_key = 0
         while True:
-            with self._db_lock:
-                conn = self._require_open()
-                try:
-                    if tenant is None:
-                        rows = conn.execute(_PAGE_ALL, (cursor_key, _PAGE_SIZE)).fetchall()
-                    else:
-                        rows = conn.execute(
-                            _PAGE_TENANT, (tenant, cursor_key, _PAGE_SIZE)
-                        ).fetchall()
-                except sqlite3.Error as exc:
-                    raise self._read_failed(exc) from exc
+            with self._reading() as conn:
+                if tenant is None:
+                    result = conn.exec_driver_sql(self._sql.page_all, (cursor_key, _PAGE_SIZE))
+                else:
+                    result = conn.exec_driver_sql(
+                        self._sql.page_tenant, (tenant, cursor_key, _PAGE_SIZE)
+                    )
+                rows = result.fetchall()
             for row in rows:
                 record = _record_from_row(row)
                 cursor_key = record.row_id if tenant is None else record.position
@@ -476,7 +573,7 @@ class AuditLog:
     def verify(self, tenant: str | None = None) -> VerifyReport:
         """Recompute every chain (or one tenant's) and report the first break.
 
-        Reads one consistent snapshot on a separate connection, so appends continue meanwhile.
+        Reads one consistent snapshot on another connection, so appends continue meanwhile.
 
         Args:
             tenant: Verify only this tenant, or every tenant if None.
@@ -484,29 +581,15 @@ class AuditLog:
         Raises:
             AuditUnavailable: The log is closed or cannot be read at all.
         """
-        with self._db_lock:
-            self._require_open()
-        try:
-            # Read-only, so a file deleted since we opened it is an error, not a new empty log.
-            conn = sqlite3.connect(
-                f"{self._path.resolve().as_uri()}?mode=ro",
-                uri=True,
-                timeout=_BUSY_TIMEOUT_MS / 1000,
-            )
-        except sqlite3.Error as exc:
-            raise self._read_failed(exc) from exc
-        try:
-            # One read transaction: a concurrent append must not look like a truncation.
-            conn.execute("BEGIN")
+        sql = self._sql
+        # One snapshot: a concurrent append must not look like a truncation.
+        with self._reading(snapshot=True) as conn:
             if tenant is None:
-                heads = {
-                    t: (p, h)
-                    for t, p, h in conn.execute("SELECT tenant, position, hash FROM audit_heads")
-                }
-                tenants = {t for (t,) in conn.execute("SELECT DISTINCT tenant FROM audit_records")}
+                heads = {t: (p, h) for t, p, h in conn.exec_driver_sql(sql.all_heads)}
+                tenants = {t for (t,) in conn.exec_driver_sql(sql.tenants)}
                 tenants.update(heads)
             else:
-                found = conn.execute(_SELECT_HEAD, (tenant,)).fetchone()
+                found = conn.exec_driver_sql(sql.read_head, (tenant,)).fetchone()
                 heads = {} if found is None else {tenant: (found[0], found[1])}
                 tenants = {tenant}
             checked = 0
@@ -514,16 +597,11 @@ class AuditLog:
             ordered = tuple(sorted(tenants))
             for name in ordered:
                 count, problem = _verify_chain(
-                    name, conn.execute(_VERIFY_ROWS, (name,)), heads.get(name)
+                    name, conn.exec_driver_sql(sql.verify_rows, (name,)), heads.get(name)
                 )
                 checked += count
                 if first_break is None:
                     first_break = problem
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._read_failed(exc) from exc
-        finally:
-            conn.close()
         if tenant is not None and checked == 0 and first_break is None:
             ordered = ()
         return VerifyReport(
@@ -535,20 +613,24 @@ class AuditLog:
 
     def _write_batch(self, batch: list[_Slot]) -> None:
         """Write ``batch`` in one transaction and finish every slot, success or failure."""
-        conn = self._conn
         try:
-            if conn is None:
+            if self._closed:
                 raise _Closed
-            try:
-                rows, heads, last_row_id = self._insert(conn, batch, self._heads)
-            except sqlite3.IntegrityError:
-                # A cached head was stale: another process appended to one of these chains,
-                # so our next position already exists. Read every head from the file, retry.
-                _rollback(conn)
-                self._heads.clear()
-                rows, heads, last_row_id = self._insert(conn, batch, {})
+            if self._conn is None:
+                self._connect()  # the previous connection broke (e.g. a server restart)
+            for attempt in range(_ATTEMPTS):
+                try:
+                    rows, heads, row_ids = self._insert(batch, self._heads)
+                    break
+                except self._integrity_error:
+                    # A cached head was stale: another writer appended to one of these
+                    # chains, so our next position already exists. Read the heads, retry.
+                    self._rollback()
+                    self._heads.clear()
+                    if attempt == _ATTEMPTS - 1:
+                        raise
         except BaseException as exc:
-            _rollback(conn)
+            self._rollback()
             self._heads.clear()
             for slot in batch:
                 slot.error = exc
@@ -557,115 +639,137 @@ class AuditLog:
                 raise  # KeyboardInterrupt and friends still propagate in the leader
             return
         self._heads.update(heads)
-        # Inside one write transaction new rows get consecutive row ids (max + 1 each).
-        row_id = last_row_id - len(rows) + 1
-        for slot, row in zip(batch, rows, strict=True):
+        for slot, row, row_id in zip(batch, rows, row_ids, strict=True):
             slot.record = AuditRecord(
                 entry=slot.entry, position=row[1], row_id=row_id, prev_hash=row[-2], hash=row[-1]
             )
             slot.done = True
-            row_id += 1
 
-    @staticmethod
     def _insert(
-        conn: sqlite3.Connection, batch: list[_Slot], cached: dict[str, tuple[int, str]]
-    ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, str]], int]:
-        """One committed transaction for ``batch``: rows written, new heads, last row id.
+        self, batch: list[_Slot], cached: dict[str, tuple[int, str]]
+    ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, str]], list[int]]:
+        """One committed transaction for ``batch``: rows written (in batch order), new heads,
+        row ids.
 
         Heads come from ``cached`` (this log's own last writes) or, when absent, from the
-        file inside the write transaction. A cached head that another process has since
+        database inside the write transaction. A cached head that another writer has since
         moved makes the insert collide with UNIQUE (tenant, position): IntegrityError.
         """
-        conn.execute("BEGIN IMMEDIATE")
+        conn, cursor, sql = self._conn, self._cursor, self._sql
+        if not self._postgres:
+            cursor.execute("BEGIN IMMEDIATE")  # psycopg opens the transaction by itself
+        by_tenant: dict[str, list[int]] = {}
+        for index, slot in enumerate(batch):
+            by_tenant.setdefault(slot.entry.tenant, []).append(index)
+        rows: list[tuple[Any, ...]] = [()] * len(batch)
         heads: dict[str, tuple[int, str]] = {}
-        rows: list[tuple[Any, ...]] = []
-        for slot in batch:
-            tenant = slot.entry.tenant
-            head = heads.get(tenant) or cached.get(tenant)
+        # Heads are locked (read FOR UPDATE, or upserted) in sorted tenant order, all before
+        # any record is inserted: concurrent writers on Postgres cannot deadlock.
+        for tenant in sorted(by_tenant):
+            head = cached.get(tenant)
             if head is None:
-                found = conn.execute(_SELECT_HEAD, (tenant,)).fetchone()
+                cursor.execute(sql.lock_head, (tenant,))
+                found = cursor.fetchone()
                 head = (0, GENESIS_HASH) if found is None else (found[0], found[1])
-            position = head[0] + 1
-            payload = f"{slot.payload_low}{position}{slot.payload_high}"
-            digest = sha256_hex(f"{head[1]}\n{payload}")
+            position, digest = head
+            for index in by_tenant[tenant]:
+                slot = batch[index]
+                prev_hash = digest
+                position += 1
+                payload = f"{slot.payload_low}{position}{slot.payload_high}"
+                digest = sha256_hex(f"{prev_hash}\n{payload}")
+                rows[index] = (tenant, position, *slot.columns, payload, prev_hash, digest)
             heads[tenant] = (position, digest)
-            rows.append((tenant, position, *slot.columns, payload, head[1], digest))
-        if len(rows) == 1:
-            last_row_id = conn.execute(_INSERT, rows[0]).lastrowid
+            cursor.execute(sql.upsert_head, (tenant, position, digest))
+        if self._postgres:
+            if len(rows) == 1:
+                cursor.execute(sql.insert, rows[0])
+                row_ids = [cursor.fetchone()[0]]
+            else:
+                ids: dict[tuple[str, int], int] = {}
+                for start in range(0, len(rows), _POSTGRES_CHUNK):
+                    chunk = rows[start : start + _POSTGRES_CHUNK]
+                    cursor.execute(
+                        _postgres_insert_many(len(chunk)), [v for row in chunk for v in row]
+                    )
+                    ids.update(((t, p), r) for t, p, r in cursor.fetchall())
+                row_ids = [ids[row[0], row[1]] for row in rows]
+            conn.commit()
         else:
-            conn.executemany(_INSERT, rows)
-            last_row_id = conn.execute(_LAST_ROWID).fetchone()[0]
-        if len(heads) == 1:
-            ((tenant, (position, digest)),) = heads.items()
-            conn.execute(_UPSERT_HEAD, (tenant, position, digest))
-        else:
-            conn.executemany(_UPSERT_HEAD, [(t, p, h) for t, (p, h) in heads.items()])
-        conn.execute("COMMIT")
-        assert last_row_id is not None
-        return rows, heads, last_row_id
+            if len(rows) == 1:
+                cursor.execute(sql.insert, rows[0])
+                last_row_id = cursor.lastrowid
+            else:
+                cursor.executemany(sql.insert, rows)
+                cursor.execute("SELECT last_insert_rowid()")
+                (last_row_id,) = cursor.fetchone()
+            cursor.execute("COMMIT")
+            # Inside one write transaction new rows get consecutive row ids (max + 1 each).
+            row_ids = list(range(last_row_id - len(rows) + 1, last_row_id + 1))
+        return rows, heads, row_ids
 
-    def _require_open(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise AuditUnavailable(f"the audit log {self._path} is closed; open a new AuditLog")
-        return self._conn
+    def _connect(self) -> None:
+        """Take the write connection: out of the pool, kept (and closed) by this log alone."""
+        raw = self._database.engine.raw_connection()
+        try:
+            conn: Any = raw.driver_connection  # (None once detached: take it first)
+            raw.detach()
+            if self._postgres:
+                conn.rollback()  # end whatever the pool's liveness check began
+                conn.autocommit = False  # the first statement opens a transaction
+            else:
+                conn.isolation_level = None  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+            cursor = conn.cursor()
+        except BaseException:
+            raw.close()
+            raise
+        self._raw, self._conn, self._cursor = raw, conn, cursor
 
-    def _read_failed(self, exc: sqlite3.Error) -> AuditUnavailable:
+    def _disconnect(self) -> None:
+        raw, self._raw, self._conn, self._cursor = self._raw, None, None, None
+        if raw is not None:
+            with contextlib.suppress(self._dbapi_error):
+                raw.close()
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        # The database may already have rolled back (e.g. SQLite after SQLITE_FULL).
+        with contextlib.suppress(self._dbapi_error):
+            if self._postgres:
+                conn.rollback()
+            elif conn.in_transaction:
+                conn.execute("ROLLBACK")
+        if getattr(conn, "broken", False) or getattr(conn, "closed", False) is True:
+            self._disconnect()  # psycopg lost the server; the next batch reconnects
+
+    @contextlib.contextmanager
+    def _reading(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """A pooled read connection (one snapshot if asked); errors become AuditUnavailable."""
+        if self._closed:
+            raise self._closed_error()
+        try:
+            with self._database.engine.connect() as conn:
+                if snapshot and self._postgres:
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                yield conn
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(
+                f"could not read the audit log in {self._database.shown_url}: "
+                f"{_first_line(exc)}; check that the database is reachable and holds "
+                "Charter's schema"
+            ) from exc
+
+    def _closed_error(self) -> AuditUnavailable:
         return AuditUnavailable(
-            f"could not read the audit log {self._path}: {exc}; "
-            "check that the file exists, is readable and is a Charter audit log"
+            f"the audit log in {self._database.shown_url} is closed; open a new AuditLog"
         )
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
-    hint = "check that the path is a writable file location, not a directory"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            path,
-            timeout=_BUSY_TIMEOUT_MS / 1000,
-            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-            check_same_thread=False,  # every use is serialized by AuditLog._db_lock
-        )
-    except (OSError, sqlite3.Error) as exc:
-        raise AuditUnavailable(f"cannot open the audit log {path}: {exc}; {hint}") from exc
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if str(mode).lower() != "wal":
-            raise AuditUnavailable(
-                f"the audit log {path} cannot use write-ahead logging (journal mode {mode}); "
-                "put it on a local file system"
-            )
-        conn.execute("PRAGMA synchronous = NORMAL")
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise AuditUnavailable(
-                f"the audit log {path} has schema version {version}, newer than this Charter "
-                f"understands ({SCHEMA_VERSION}); upgrade Charter"
-            )
-        if version < SCHEMA_VERSION:
-            # IMMEDIATE so two processes creating the same new file do it one after the other.
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("COMMIT")
-    except AuditUnavailable:
-        conn.close()
-        raise
-    except sqlite3.Error as exc:
-        _rollback(conn)
-        conn.close()
-        raise AuditUnavailable(f"cannot open the audit log {path}: {exc}; {hint}") from exc
-    return conn
-
-
-def _rollback(conn: sqlite3.Connection | None) -> None:
-    if conn is None or not conn.in_transaction:
-        return
-    # SQLite may already have rolled back (e.g. after SQLITE_FULL); nothing more to undo then.
-    with contextlib.suppress(sqlite3.Error):
-        conn.execute("ROLLBACK")
+def _first_line(exc: BaseException | None) -> str:
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
 
 
 def _at_text(at: datetime) -> str:
@@ -703,6 +807,13 @@ def _prepare(entry: AuditEntry) -> _Slot:
     cut = text.rindex(_POSITION_SPLICE)
     columns = list(_get_columns(entry))
     columns[_AT_INDEX] = at
+    if "\x00" in entry.tenant or "\x00" in "".join(filter(None, columns)):
+        named = zip(("tenant", *_COLUMN_FIELDS), (entry.tenant, *columns), strict=True)
+        name = next(n for n, value in named if value and "\x00" in value)
+        raise ValueError(
+            f"audit entry field {name!r} contains a NUL character, which the database cannot "
+            "store in a column; remove it before recording"
+        )
     return _Slot(entry, f'{text[:cut]},"position":', text[cut:], tuple(columns))
 
 
@@ -713,7 +824,7 @@ def _entry_from_payload(data: dict[str, Any]) -> AuditEntry:
     return AuditEntry(**values)
 
 
-def _record_from_row(row: tuple[Any, ...]) -> AuditRecord:
+def _record_from_row(row: Sequence[Any]) -> AuditRecord:
     payload, tenant, position, row_id, prev_hash, digest = row
     try:
         entry = _entry_from_payload(json.loads(payload))
@@ -728,7 +839,7 @@ def _record_from_row(row: tuple[Any, ...]) -> AuditRecord:
 
 
 def _verify_chain(
-    tenant: str, rows: Iterator[tuple[Any, ...]], head: tuple[int, str] | None
+    tenant: str, rows: Iterable[Sequence[Any]], head: tuple[int, str] | None
 ) -> tuple[int, ChainBreak | None]:
     """Check one tenant's rows (in position order) against each other and the head.
 

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from charter.core.events import Event, RunFinished, RunIdentity, RunStarted, ToolCallFinished
+from datetime import datetime
+
+from charter.core.events import (
+    ApprovalDecided,
+    Event,
+    KillSwitchChanged,
+    RunFinished,
+    RunIdentity,
+    RunStarted,
+    ToolCallFinished,
+)
 from charter.observability.audit import AuditEntry, AuditLog
 
 __all__ = ["AuditRecorder"]
 
 
+# Kills of a charter or of everything belong to no tenant; they join this chain.
+GOVERNANCE_TENANT = "_governance"
+
+
 class AuditRecorder:
-    """Turns ``RunStarted``, ``ToolCallFinished`` and ``RunFinished`` into audit entries.
+    """Turns run events, approval decisions and kill-switch changes into audit entries.
 
     Model calls are not decisions, so they go to traces, not here.
     """
@@ -18,6 +32,25 @@ class AuditRecorder:
         self._log = log
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, ApprovalDecided):
+            self._log.append(_governance_entry(
+                "approval_decision", event.at, tenant=event.tenant, user=event.decided_by,
+                run_id=event.run_id, charter_name=event.charter_name, tool=event.tool,
+                arguments_sha256=event.arguments_sha256, verdict=event.verdict,
+                reason=event.reason, rule_id=f"approval.{event.verdict}",
+                outcome=event.verdict, detail=f"approval request {event.request_id}",
+                approval_request_id=event.request_id,
+            ))  # fmt: skip
+            return
+        if isinstance(event, KillSwitchChanged):
+            kind, _, value = event.scope.partition(":")
+            self._log.append(_governance_entry(
+                "kill_switch", event.at, tenant=value if kind == "tenant" else GOVERNANCE_TENANT,
+                user=event.by, charter_name=value if kind == "charter" else "",
+                verdict=None, reason=event.reason, rule_id=f"kill-switch:{event.scope}",
+                outcome=event.action, detail=f"scope {event.scope}",
+            ))  # fmt: skip
+            return
         if isinstance(event, ToolCallFinished):
             d = event.decision
             self._log.append(
@@ -106,6 +139,52 @@ def _entry(
         outcome=outcome,
         trace_id=run.trace_id,
         span_id=span_id,
+        detail=detail,
+        approval_request_id=approval_request_id,
+    )
+
+
+def _governance_entry(
+    kind: str,
+    at: datetime,
+    *,
+    tenant: str,
+    user: str,
+    reason: str,
+    outcome: str,
+    rule_id: str,
+    verdict: str | None,
+    run_id: str = "",
+    charter_name: str = "",
+    tool: str | None = None,
+    arguments_sha256: str | None = None,
+    detail: str = "",
+    approval_request_id: str | None = None,
+) -> AuditEntry:
+    """An entry for a human's governance action: who did it is the ``user``."""
+    return AuditEntry(
+        kind=kind,  # type: ignore[arg-type]
+        at=at,
+        tenant=tenant,
+        user=user,
+        service_principal="",
+        roles=(),
+        environment="",
+        run_id=run_id,
+        charter_name=charter_name,
+        charter_sha256="",
+        model="",
+        prompt_sha256="",
+        tool=tool,
+        arguments=None,
+        arguments_sha256=arguments_sha256,
+        verdict=verdict,
+        reason=reason,
+        rule_id=rule_id,
+        stage=None,
+        outcome=outcome,
+        trace_id="",
+        span_id="",
         detail=detail,
         approval_request_id=approval_request_id,
     )

@@ -1,0 +1,231 @@
+"""``charter approvals``: work the approvals inbox (list, show, approve, reject, ...).
+
+Requests live in Charter's database (``CHARTER_DATABASE_URL``; default a SQLite file under
+``CHARTER_HOME``). Deciding needs a name (``--as`` or ``CHARTER_OPERATOR``) that holds the
+``approver`` role in the request's tenant and is not the user the run acts for.
+
+Exit codes: 0 done (an empty list included); 2 the decision was refused or the input is bad,
+with the reason on stderr (or as ``{"ok": false, "error": ...}`` with ``--json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from charter.cli.output import JsonOption, check_text, console, emit_json, fail
+from charter.cli.state import open_state
+from charter.core.canonical import canonical_json, sha256_hex
+from charter.core.clock import SystemClock
+from charter.core.errors import UserError
+from charter.execution.approval_store import (
+    STATUSES,
+    ApprovalRecord,
+    ApprovalStore,
+    DecisionVerdict,
+)
+from charter.identity.roles import RoleGrants
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="The approvals inbox: calls waiting for a human, bound to their exact arguments.",
+    no_args_is_help=True,
+)
+
+IdArgument = Annotated[str, typer.Argument(help="The request id (apr_...).", show_default=False)]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", help="Why; required for all but approve.", show_default=False)
+]
+AsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Who decides (must hold the approver role in the request's tenant).",
+        envvar="CHARTER_OPERATOR",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def _store(as_json: bool) -> Iterator[ApprovalStore]:
+    """The approvals inbox on the configured database; decisions land in the audit log."""
+    clock = SystemClock()
+    with open_state(as_json) as state:
+        try:
+            store = ApprovalStore(state.database, clock, state.bus,
+                                  RoleGrants(state.database, clock))  # fmt: skip
+        except UserError as exc:  # unreachable or out of date: the message says what to do
+            fail(str(exc), as_json=as_json)
+        yield store
+
+
+@app.command("list")
+def list_command(
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's requests.", envvar="CHARTER_TENANT")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"Only requests in this status: {', '.join(STATUSES)}."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("-n", "--limit", min=1, max=10_000, help="How many, newest first.")
+    ] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List approval requests, newest first (a pending one past its expiry shows expired).
+
+    Exit codes: 0 listed (even none); 2 bad filter or no database.
+    """
+    with _store(as_json) as store:
+        try:
+            records = store.list(tenant=tenant, status=status, limit=limit)
+        except UserError as exc:
+            fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json([record.as_dict() for record in records])
+        return
+    if not records:
+        console.print("no approval requests" + _filters(tenant, status), markup=False)
+        return
+    now = SystemClock().now()
+    rows = [
+        (
+            r.id,
+            _age(now - r.requested_at),
+            r.tenant,
+            r.requested_by,
+            r.tool,
+            r.arguments_sha256[:12],
+            r.status,
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    # One line per request, the reason last and never cut: an operator greps this.
+    for row, record in zip(rows, records, strict=True):
+        cells = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        console.print(f"{cells}  {record.reason}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def show(id: IdArgument, as_json: JsonOption = False) -> None:
+    """Show every field of one request, with its canonical arguments and their SHA-256.
+
+    Exit codes: 0 shown; 2 no such request or no database.
+    """
+    with _store(as_json) as store:
+        try:
+            record = store.get(id)
+        except UserError as exc:
+            fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json(record.as_dict())
+        return
+    _print_record(record)
+
+
+@app.command()
+def approve(
+    id: IdArgument, reason: ReasonOption = "", by: AsOption = None, as_json: JsonOption = False
+) -> None:
+    """Approve one request: the run may make exactly that call, once.
+
+    Exit codes: 0 approved; 2 refused (already decided, expired, your own run's request, not
+    an approver) or bad input.
+    """
+    _decide(id, "approve", by, reason, as_json)
+
+
+@app.command()
+def reject(
+    id: IdArgument, reason: ReasonOption = "", by: AsOption = None, as_json: JsonOption = False
+) -> None:
+    """Reject one request (a reason is required).
+
+    Exit codes: 0 rejected; 2 refused or bad input.
+    """
+    _decide(id, "reject", by, reason, as_json)
+
+
+@app.command()
+def terminate(
+    id: IdArgument, reason: ReasonOption = "", by: AsOption = None, as_json: JsonOption = False
+) -> None:
+    """Refuse one request and record that its run must end (a reason is required).
+
+    Exit codes: 0 terminated; 2 refused or bad input.
+    """
+    _decide(id, "terminate", by, reason, as_json)
+
+
+@app.command()
+def escalate(
+    id: IdArgument, reason: ReasonOption = "", by: AsOption = None, as_json: JsonOption = False
+) -> None:
+    """Hand one request on to someone with more authority (a reason is required).
+
+    Exit codes: 0 escalated; 2 refused or bad input.
+    """
+    _decide(id, "escalate", by, reason, as_json)
+
+
+def _decide(id: str, verdict: DecisionVerdict, by: str | None, reason: str, as_json: bool) -> None:
+    if not by or not by.strip():
+        fail(
+            f"who decides {id!r}? pass --as USER or set CHARTER_OPERATOR",
+            as_json=as_json,
+        )
+    check_text(reason, "--reason", as_json=as_json)
+    with _store(as_json) as store:
+        try:
+            record = store.decide(id, verdict, by=by, reason=reason)
+        except UserError as exc:
+            fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, "approval": record.as_dict()})
+        return
+    console.print(
+        f"{record.status} {record.id} ({record.tool} in run {record.run_id}, tenant "
+        f"{record.tenant}) by {by}" + (f": {reason}" if reason else ""),
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _print_record(record: ApprovalRecord) -> None:
+    canonical = canonical_json(record.arguments)
+    fields = record.as_dict()
+    fields["arguments"] = canonical
+    width = max(len(name) for name in fields)
+    for name, value in fields.items():
+        shown = "-" if value is None else str(value)
+        console.print(f"{name.ljust(width)}  {shown}", markup=False, soft_wrap=True)
+    if sha256_hex(canonical) != record.arguments_sha256:
+        # Secrets are redacted before a request is stored; the hash binds the call as made.
+        console.print(
+            f"{''.ljust(width)}  (arguments shown with secrets redacted; the sha256 is of the "
+            "call as made)",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _filters(tenant: str | None, status: str | None) -> str:
+    parts = [f"tenant {tenant!r}" if tenant else "", f"status {status!r}" if status else ""]
+    shown = " and ".join(p for p in parts if p)
+    return f" with {shown}" if shown else ""

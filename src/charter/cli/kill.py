@@ -1,0 +1,152 @@
+"""``charter kill`` and ``charter revive``: pull and lift the kill switch, for every process.
+
+Register both at the top level::
+
+    from charter.cli import kill
+    app.command()(kill.kill)
+    app.command()(kill.revive)
+
+``charter kill --list`` shows the kills in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+from charter.cli.output import JsonOption, check_text, console, emit_json, fail
+from charter.cli.state import open_state
+from charter.core.clock import SystemClock
+from charter.core.errors import UserError
+from charter.execution.kill_store import ActiveKillRecord, KillSwitchStore
+
+__all__ = ["kill", "revive"]
+
+ScopeArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="'all', 'charter:<name>' or 'tenant:<id>'.", show_default=False, metavar="SCOPE"
+    ),
+]
+OperatorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Who you are; recorded with the kill. Required.",
+        envvar="CHARTER_OPERATOR",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def _opened(as_json: bool) -> Iterator[KillSwitchStore]:
+    """The store on the configured database, audited; errors exit 2 with the message."""
+    with open_state(as_json) as state:
+        try:
+            store = KillSwitchStore(state.database, SystemClock(), state.bus)
+            try:
+                yield store
+            finally:
+                store.close()
+        except UserError as exc:
+            fail(str(exc), as_json=as_json)
+
+
+def _operator(operator: str | None, as_json: bool) -> str:
+    if not operator:
+        fail(
+            "say who you are with --as USER (or set CHARTER_OPERATOR); it is recorded with "
+            "the kill switch",
+            as_json=as_json,
+        )
+    return check_text(operator, "--as", as_json=as_json)
+
+
+def _line(record: ActiveKillRecord) -> str:
+    when = record.killed_at.isoformat(timespec="seconds")
+    return f"{record.scope}: {record.reason} (by {record.killed_by} at {when})"
+
+
+def kill(
+    scope: ScopeArgument = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            help="Why (1-500 characters); shown to whoever is stopped. Required.",
+            show_default=False,
+        ),
+    ] = None,
+    operator: OperatorOption = None,
+    list_kills: Annotated[
+        bool, typer.Option("--list", help="Show the kills in force instead (no SCOPE).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop every tool and model call in SCOPE, in every process, from the next call on.
+
+    Example: charter kill charter:support-triage --reason "refund loop" --as alice
+
+    charter kill --list shows the kills in force (who, when, why).
+
+    Database: CHARTER_DATABASE_URL (default a SQLite file in CHARTER_HOME).
+
+    Exit codes: 0 killed or listed; 2 bad input, already killed, or database unreachable.
+    """
+    if list_kills:
+        if scope is not None or reason is not None:
+            fail("--list takes no SCOPE and no --reason", as_json=as_json)
+        _list(as_json)
+        return
+    if scope is None:
+        fail("name the SCOPE to kill: 'all', 'charter:<name>' or 'tenant:<id>'", as_json=as_json)
+    if reason is None:
+        fail("a kill needs --reason TEXT; it is shown to whoever is stopped", as_json=as_json)
+    by = _operator(operator, as_json)
+    check_text(scope, "SCOPE", as_json=as_json)
+    check_text(reason, "--reason", as_json=as_json)
+    with _opened(as_json) as store:
+        record = store.kill(scope, reason, by=by)
+    if as_json:
+        emit_json({"ok": True, "killed": record.as_dict()})
+    else:
+        console.print(f"[bold red]killed[/] {_line(record)}", soft_wrap=True)
+
+
+def revive(
+    scope: ScopeArgument = None, operator: OperatorOption = None, as_json: JsonOption = False
+) -> None:
+    """Lift the kill on SCOPE; calls in it are allowed again from the next call on.
+
+    Example: charter revive charter:support-triage --as alice
+
+    Exit codes: 0 revived; 2 bad input, SCOPE not killed, or database unreachable.
+    """
+    if scope is None:
+        fail(
+            "name the SCOPE to revive; 'charter kill --list' shows what is killed", as_json=as_json
+        )
+    by = _operator(operator, as_json)
+    check_text(scope, "SCOPE", as_json=as_json)
+    with _opened(as_json) as store:
+        record = store.revive(scope, by=by)
+    if as_json:
+        emit_json({"ok": True, "revived": record.as_dict(), "revived_by": by})
+    else:
+        console.print(f"[green]revived[/] {_line(record)}; revived by {by}", soft_wrap=True)
+
+
+def _list(as_json: bool) -> None:
+    with _opened(as_json) as store:
+        records = store.active()
+    if as_json:
+        emit_json({"ok": True, "kills": [record.as_dict() for record in records]})
+    elif not records:
+        console.print("no kill switch is active")
+    else:
+        for record in records:
+            console.print(_line(record), markup=False, soft_wrap=True)
