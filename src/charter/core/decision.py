@@ -52,6 +52,11 @@ class Decision:
     def deny(cls, stage: Stage, reason: str, rule_id: str) -> Decision:
         return cls(Verdict.DENY, reason, rule_id, stage)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Decision:
+        """The inverse of ``as_dict``."""
+        return cls(Verdict(data["verdict"]), data["reason"], data["rule_id"], Stage(data["stage"]))
+
     def as_dict(self) -> dict[str, str]:
         return {
             "verdict": self.verdict.value,

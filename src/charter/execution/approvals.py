@@ -31,6 +31,22 @@ class ApprovalRequest:
     rule_id: str
     requested_at: datetime
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ApprovalRequest:
+        """The inverse of ``as_dict``."""
+        return cls(
+            id=data["id"],
+            run_id=data["run_id"],
+            tenant=data["tenant"],
+            requested_by=data["requested_by"],
+            tool=data["tool"],
+            arguments=data["arguments"],
+            arguments_sha256=data["arguments_sha256"],
+            reason=data["reason"],
+            rule_id=data["rule_id"],
+            requested_at=datetime.fromisoformat(data["requested_at"]),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

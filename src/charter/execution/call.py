@@ -65,6 +65,36 @@ class ToolResult:
     def executed(self) -> bool:
         return self.outcome == "executed"
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (the raw ``value`` is host-only and not kept)."""
+        return {
+            "call_id": self.call_id,
+            "tool": self.tool,
+            "decision": self.decision.as_dict(),
+            "outcome": self.outcome,
+            "model_text": self.model_text,
+            "duration_ms": self.duration_ms,
+            "arguments": self.arguments,
+            "approval": self.approval.as_dict() if self.approval else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolResult:
+        """The inverse of ``as_dict``."""
+        from charter.execution.approvals import ApprovalRequest
+
+        approval = data.get("approval")
+        return cls(
+            call_id=data["call_id"],
+            tool=data["tool"],
+            decision=Decision.from_dict(data["decision"]),
+            outcome=data["outcome"],
+            model_text=data["model_text"],
+            duration_ms=float(data["duration_ms"]),
+            arguments=data["arguments"],
+            approval=ApprovalRequest.from_dict(approval) if approval else None,
+        )
+
     def unwrap(self) -> Any:
         """The tool's value if it executed; otherwise raise the governed outcome.
 

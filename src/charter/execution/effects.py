@@ -14,6 +14,7 @@ the run fails: the seed's rule is that nothing is sent "best effort".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,56 @@ class RunEffects:
     deferred: list[DeferredEffect] = field(default_factory=list)
     writes: list[CompensableWrite] = field(default_factory=list)
     settled: bool = False
+
+    def snapshot(self) -> dict[str, Any]:
+        """The outbox and compensable writes as plain data (for durable runs)."""
+        return {
+            "settled": self.settled,
+            "deferred": [
+                {
+                    "call_id": d.call_id,
+                    "tool": d.tool,
+                    "canonical_arguments": d.canonical_arguments,
+                    "arguments_sha256": d.arguments_sha256,
+                    "idempotency_key": d.idempotency_key,
+                    "decision": d.decision.as_dict(),
+                }
+                for d in self.deferred
+            ],
+            "writes": [
+                {
+                    "call_id": w.call_id,
+                    "tool": w.tool,
+                    "compensation": w.compensation,
+                    "arguments": w.arguments,
+                    "idempotency_key": w.idempotency_key,
+                }
+                for w in self.writes
+            ],
+        }
+
+    def restore(
+        self, snapshot: dict[str, Any], validate: Callable[[str, dict[str, Any]], Any]
+    ) -> None:
+        """Become exactly what ``snapshot`` was taken of.
+
+        ``validate(tool, canonical_arguments)`` turns stored JSON back into the values the
+        tool is called with (e.g. amounts back into ``Decimal``).
+        """
+        self.settled = bool(snapshot["settled"])
+        self.deferred = [
+            DeferredEffect(
+                call_id=d["call_id"],
+                tool=d["tool"],
+                arguments=validate(d["tool"], d["canonical_arguments"]),
+                canonical_arguments=d["canonical_arguments"],
+                arguments_sha256=d["arguments_sha256"],
+                idempotency_key=d["idempotency_key"],
+                decision=Decision.from_dict(d["decision"]),
+            )
+            for d in snapshot["deferred"]
+        ]
+        self.writes = [CompensableWrite(**w) for w in snapshot["writes"]]
 
     def take(self) -> tuple[list[DeferredEffect], list[CompensableWrite]]:
         """Hand over everything to settle, once; a second call gets nothing."""

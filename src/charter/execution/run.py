@@ -154,6 +154,32 @@ class Run:
         self.effects = RunEffects()
         self._step = 0
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a run has accumulated, as plain JSON data, between calls.
+
+        A durable run (DBOS) returns this from each step and restores it after: a step
+        replayed from its recorded output then leaves the run exactly as running it did.
+        """
+        return {
+            "step": self._step,
+            "ledger": self.ledger.snapshot(),
+            "provenance": self.provenance.snapshot(),
+            "effects": self.effects.snapshot(),
+            "results": [result.as_dict() for result in self.results],
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Become exactly the run ``snapshot`` was taken of (see ``snapshot``)."""
+        self._step = int(snapshot["step"])
+        self.ledger.restore(snapshot["ledger"])
+        self.provenance.restore(snapshot["provenance"])
+        self.effects.restore(snapshot["effects"], self._validated)
+        self.results = [ToolResult.from_dict(result) for result in snapshot["results"]]
+
+    def _validated(self, tool: str, canonical: dict[str, Any]) -> dict[str, Any]:
+        model = self.charter.tools[tool].arguments_model.model_validate(canonical)
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
     def redact(self, value: Any) -> Any:
         return self.services.redactor.redact(value)
 

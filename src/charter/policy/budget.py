@@ -59,6 +59,33 @@ class BudgetLedger:
         self._reserved_tokens = 0
         self._reserved_usd = Decimal(0)
 
+    def snapshot(self) -> dict[str, str | int | float]:
+        """What has been spent, as plain data, between calls (no reservation outstanding).
+
+        Time is stored as seconds used, not as a start instant: a durable run resumed in
+        another process (or after hours waiting for a human) continues its clock where it
+        stopped, so waiting for an approver does not use up the run's time budget.
+        """
+        with self._lock:
+            if self._reserved_tokens or self._reserved_usd:
+                raise RuntimeError("a budget snapshot was taken while a call held a reservation")
+            return {
+                "tool_calls": self._calls,
+                "total_tokens": self._tokens,
+                "cost_usd": str(self._usd),
+                "elapsed_seconds": self._clock.monotonic() - self._started,
+            }
+
+    def restore(self, snapshot: dict[str, str | int | float]) -> None:
+        """Become exactly the ledger ``snapshot`` was taken of, its clock resumed from now."""
+        with self._lock:
+            self._calls = int(snapshot["tool_calls"])
+            self._tokens = int(snapshot["total_tokens"])
+            self._usd = Decimal(str(snapshot["cost_usd"]))
+            self._reserved_tokens = 0
+            self._reserved_usd = Decimal(0)
+            self._started = self._clock.monotonic() - float(snapshot["elapsed_seconds"])
+
     def reserve(
         self, *, tool_calls: int = 0, tokens: int = 0, usd: Decimal = Decimal(0)
     ) -> Reservation | Decision:

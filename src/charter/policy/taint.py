@@ -36,6 +36,17 @@ class ProvenanceTracker:
         self._untrusted: list[str] = []
         self._lock = threading.Lock()
 
+    def snapshot(self) -> dict[str, list[str]]:
+        """What has been read so far, as plain data (for durable runs; see ``restore``)."""
+        with self._lock:
+            return {"trusted": list(self._trusted), "untrusted": list(self._untrusted)}
+
+    def restore(self, snapshot: dict[str, list[str]]) -> None:
+        """Become exactly the tracker ``snapshot`` was taken of."""
+        with self._lock:
+            self._trusted = list(snapshot["trusted"])
+            self._untrusted = list(snapshot["untrusted"])
+
     def add_trusted(self, text: str) -> None:
         with self._lock:
             self._trusted.append(text.casefold())
