@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -27,8 +28,16 @@ from charter.core.errors import KillSignal
 from charter.core.events import ModelCalled, RunFinished, RunStarted
 from charter.execution.approvals import ApprovalRequest
 from charter.execution.call import ToolResult
-from charter.execution.model import Message, Model, ModelResponse
+from charter.execution.model import (
+    Message,
+    Model,
+    ModelResponse,
+    ToolCallRequest,
+    response_from_dict,
+    response_to_dict,
+)
 from charter.execution.run import Run
+from charter.execution.steps import ApprovalOutcome, InProcessSteps, Steps
 from charter.policy.budget import Reservation
 from charter.policy.pricing import ModelPrice
 
@@ -121,42 +130,59 @@ async def run_agent(
     *,
     price: ModelPrice | None,
     max_steps: int = 24,
+    steps: Steps | None = None,
 ) -> RunResult:
-    """Drive ``model`` through ``run`` until a stop condition; never raises for outcomes."""
+    """Drive ``model`` through ``run`` until a stop condition; never raises for outcomes.
+
+    ``steps`` decides how each unit of work runs: here and now (the default), or as a
+    durable step that survives a crash (see ``execution/steps.py``).
+    """
+    steps = steps or InProcessSteps()
     services = run.services
-    services.bus.publish(RunStarted(run.identity, services.clock.now(), sha256_hex(user_input)))
+
+    async def started() -> dict[str, Any]:
+        services.bus.publish(RunStarted(run.identity, services.clock.now(), sha256_hex(user_input)))
+        return {}
+
     run.provenance.add_trusted(user_input)
+    await steps.step(run, "run_started", started)
     messages: list[Message] = [
         Message("system", run.charter.prompt_text),
         Message("user", user_input),
     ]
     tools = [spec.model_view() for spec in run.charter.tools.values()] + [_ESCALATE_SPEC]
     try:
-        stop = await _loop(run, model, messages, tools, price, max_steps)
+        stop = await _loop(run, model, messages, tools, price, max_steps, steps)
     except KillSignal as signal:
         stop = _Stop(
             "killed",
             str(signal),
             Decision.deny(Stage.KILL_SWITCH, signal.reason, f"kill-switch:{signal.scope}"),
         )
-    stop = await _settle(run, stop)
+    stop = await _settle(run, stop, steps)
     model_calls = sum(1 for m in messages if m.role == "assistant")
-    totals = run.ledger.totals()
-    services.bus.publish(
-        RunFinished(
-            run.identity,
-            services.clock.now(),
-            stop.outcome,
-            stop.reason,
-            stop.decision,
-            {
-                "tool_calls": totals.tool_calls,
-                "total_tokens": totals.total_tokens,
-                "cost_usd": str(totals.cost_usd),
-                "model_calls": model_calls,
-            },
+
+    async def finished() -> dict[str, Any]:
+        totals = run.ledger.totals()
+        services.bus.publish(
+            RunFinished(
+                run.identity,
+                services.clock.now(),
+                stop.outcome,
+                stop.reason,
+                stop.decision,
+                {
+                    "tool_calls": totals.tool_calls,
+                    "total_tokens": totals.total_tokens,
+                    "cost_usd": str(totals.cost_usd),
+                    "model_calls": model_calls,
+                },
+            )
         )
-    )
+        return {}
+
+    await steps.step(run, "run_finished", finished)
+    totals = run.ledger.totals()
     return RunResult(
         run_id=run.id,
         charter=run.charter.name,
@@ -176,14 +202,18 @@ async def run_agent(
     )
 
 
-async def _settle(run: Run, stop: _Stop) -> _Stop:
+async def _settle(run: Run, stop: _Stop, steps: Steps) -> _Stop:
     """Send or discard the run's deferred effects and compensate its writes (effects.py).
 
     A run waiting for approval has not ended: its effects wait with it.
     """
     if stop.outcome == "approval_required":
         return stop
-    failure = await run.settle_effects(succeeded=stop.outcome == "succeeded")
+
+    async def settle() -> dict[str, Any]:
+        return {"failure": await run.settle_effects(succeeded=stop.outcome == "succeeded")}
+
+    failure = (await steps.step(run, "settle_effects", settle))["failure"]
     if failure is None:
         return stop
     return _Stop("failed", failure, Decision.deny(Stage.EXECUTE, failure, "effects.send"))
@@ -196,11 +226,16 @@ async def _loop(
     tools: list[dict[str, Any]],
     price: ModelPrice | None,
     max_steps: int,
+    steps: Steps,
 ) -> _Stop:
     for _ in range(max_steps):
-        response = await _model_turn(run, model, messages, tools, price)
-        if isinstance(response, _Stop):
-            return response
+        turn = await steps.step(
+            run, "model", lambda: _as_data(_model_turn(run, model, messages, tools, price))
+        )
+        _raise_if_killed(turn)
+        if "stop" in turn:
+            return _stop_from_dict(turn["stop"])
+        response = response_from_dict(turn["response"])
         messages.append(response.message)
         if not response.message.tool_calls:
             return _Stop("succeeded", "the agent finished", final_text=response.message.content)
@@ -212,7 +247,13 @@ async def _loop(
                     reason,
                     Decision(Verdict.ALLOW, reason, "builtin.escalate_to_human", Stage.POLICY),
                 )
-            result = await run.call_tool(request.name, request.arguments, call_id=request.id)
+            result = await _tool_step(run, steps, request)
+            if result.outcome == "approval_required" and result.approval is not None:
+                decided = await steps.await_approval(run, result.approval)
+                if decided is not None:
+                    result, stop = await _after_approval(run, steps, request, result, decided)
+                    if stop is not None:
+                        return stop
             messages.append(
                 Message("tool", result.model_text, tool_call_id=request.id, name=request.name)
             )
@@ -220,6 +261,85 @@ async def _loop(
             if stop is not None:
                 return stop
     return _Stop("failed", f"the agent did not finish within {max_steps} steps")
+
+
+async def _tool_step(run: Run, steps: Steps, request: ToolCallRequest) -> ToolResult:
+    async def work() -> dict[str, Any]:
+        try:
+            result = await run.call_tool(request.name, request.arguments, call_id=request.id)
+        except KillSignal as signal:
+            return {"killed": {"scope": signal.scope, "reason": signal.reason}}
+        return {"result": result.as_dict()}
+
+    out = await steps.step(run, f"tool {request.name}", work)
+    _raise_if_killed(out)
+    return ToolResult.from_dict(out["result"])
+
+
+async def _after_approval(
+    run: Run,
+    steps: Steps,
+    request: ToolCallRequest,
+    pending: ToolResult,
+    decided: ApprovalOutcome,
+) -> tuple[ToolResult, _Stop | None]:
+    """Act on a human's decision: run the approved call, or tell the model, or stop."""
+    who = f"{decided.by}: {decided.reason}" if decided.reason else decided.by
+    if decided.verdict == "approve":
+        # The same call again: the approval stage finds the grant for these exact arguments.
+        return await _tool_step(run, steps, request), None
+    if decided.verdict == "terminate":
+        decision = Decision.deny(Stage.APPROVAL, f"terminated by {who}", "approval.terminate")
+        return pending, _Stop("denied", decision.reason, decision)
+    if decided.verdict == "escalate":
+        decision = Decision.deny(Stage.APPROVAL, f"escalated by {who}", "approval.escalate")
+        return pending, _Stop("escalated", decision.reason, decision)
+    # Rejected, or expired (which counts as rejected): a denial of this call, by a human.
+    # The model is told; whether the run goes on is the charter's on_deny, as for any denial.
+    word = "expired unanswered" if decided.verdict == "expire" else f"rejected by {who}"
+    decision = Decision.deny(Stage.APPROVAL, f"{request.name} was {word}",
+                             f"approval.{decided.verdict}")  # fmt: skip
+    rejected = replace(
+        pending, outcome="denied", decision=decision, model_text=f"REJECTED: {decision.reason}"
+    )
+    return rejected, None
+
+
+async def _as_data(turn: Awaitable[ModelResponse | _Stop]) -> dict[str, Any]:
+    """A model turn as plain data; a kill switch found on the way is data too."""
+    try:
+        result = await turn
+    except KillSignal as signal:
+        return {"killed": {"scope": signal.scope, "reason": signal.reason}}
+    if isinstance(result, _Stop):
+        return {"stop": _stop_to_dict(result)}
+    return {"response": response_to_dict(result)}
+
+
+def _raise_if_killed(out: dict[str, Any]) -> None:
+    killed = out.get("killed")
+    if killed is not None:
+        raise KillSignal(killed["scope"], killed["reason"])
+
+
+def _stop_to_dict(stop: _Stop) -> dict[str, Any]:
+    return {
+        "outcome": stop.outcome,
+        "reason": stop.reason,
+        "decision": stop.decision.as_dict() if stop.decision else None,
+        "final_text": stop.final_text,
+        "approval": stop.approval.as_dict() if stop.approval else None,
+    }
+
+
+def _stop_from_dict(data: dict[str, Any]) -> _Stop:
+    return _Stop(
+        data["outcome"],
+        data["reason"],
+        Decision.from_dict(data["decision"]) if data["decision"] else None,
+        data["final_text"],
+        ApprovalRequest.from_dict(data["approval"]) if data["approval"] else None,
+    )
 
 
 def _escalation_reason(run: Run, arguments: Any) -> str:

@@ -53,6 +53,29 @@ class ModelResponse:
     usage: Usage
 
 
+def response_to_dict(response: ModelResponse) -> dict[str, Any]:
+    """A model turn as plain JSON data (what a durable step records)."""
+    message = response.message
+    return {
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+        ],
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
+        "input_tokens": response.usage.input_tokens,
+        "output_tokens": response.usage.output_tokens,
+    }
+
+
+def response_from_dict(data: dict[str, Any]) -> ModelResponse:
+    """The inverse of ``response_to_dict``."""
+    calls = tuple(ToolCallRequest(c["id"], c["name"], c["arguments"]) for c in data["tool_calls"])
+    message = Message(data["role"], data["content"], calls, data["tool_call_id"], data["name"])
+    return ModelResponse(message, Usage(int(data["input_tokens"]), int(data["output_tokens"])))
+
+
 @runtime_checkable
 class Model(Protocol):
     """A chat model with tool calling.

@@ -1,0 +1,52 @@
+"""How the agent loop runs its units of work: in this process, or as durable steps.
+
+The loop (``execution/agent.py``) never mutates the world except inside ``Steps.step``: the
+run's start and end records, each model turn, each tool call, and settling the run's effects.
+Each unit returns plain JSON data, so a durable runner can record it and, after a crash,
+replay the loop from the records without doing anything twice. ``InProcessSteps`` simply
+runs each unit; a durable runner (DBOS) records the output with the run's ``snapshot`` and
+``restore``s the run from it, and can wait, durably, for a human's approval decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from charter.execution.approvals import ApprovalRequest
+    from charter.execution.run import Run
+
+__all__ = ["ApprovalOutcome", "InProcessSteps", "Steps"]
+
+Work = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalOutcome:
+    """What a human decided about a request the run was waiting on."""
+
+    verdict: Literal["approve", "reject", "terminate", "escalate", "expire"]
+    by: str
+    reason: str
+
+
+class Steps(Protocol):
+    async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
+        """Run ``work`` once (or return what it returned before) and give back its output."""
+        ...
+
+    async def await_approval(self, run: Run, request: ApprovalRequest) -> ApprovalOutcome | None:
+        """Wait for a decision on ``request``; None when this runner cannot wait."""
+        ...
+
+
+class InProcessSteps:
+    """Runs each unit directly. A run waiting for approval stops here: nothing resumes it."""
+
+    async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
+        return await work()
+
+    async def await_approval(self, run: Run, request: ApprovalRequest) -> ApprovalOutcome | None:
+        return None
