@@ -24,6 +24,7 @@ LAYER = {
     "evaluation": 3,
     "governance": 4,
     "runtime": 5,
+    "durable": 5,
     "server": 6,
     "cli": 6,
 }

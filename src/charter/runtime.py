@@ -131,8 +131,12 @@ class Runtime:
         environment: str | None = None,
         resources: Sequence[object] = (),
         model_name: str | None = None,
+        run_id: str | None = None,
     ) -> Run:
-        """A new run; call tools on it directly, or give it to ``run_agent``."""
+        """A new run; call tools on it directly, or give it to ``run_agent``.
+
+        ``run_id`` is given by durable execution (the workflow id); otherwise a new one.
+        """
         env = environment or self.settings.environment
         if env not in ENVIRONMENTS:
             raise ValueError(f"environment {env!r} must be one of {', '.join(ENVIRONMENTS)}")
@@ -145,6 +149,7 @@ class Runtime:
             engine=self.engine_for(charter),
             model_name=model_name or f"{spec.provider}:{spec.name}",
             resources=resources,
+            run_id=run_id,
         )
 
     async def run_agent(

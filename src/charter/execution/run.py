@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from charter.contract.loader import Charter
+from charter.core.canonical import sha256_hex
 from charter.core.clock import Clock, SystemClock
 from charter.core.decision import Decision, Stage, Verdict
 from charter.core.errors import KillSignal
@@ -148,7 +149,8 @@ class Run:
             environment=environment,
             model=model_name,
             prompt_sha256=charter.prompt_sha256,
-            trace_id=os.urandom(16).hex(),
+            # Derived from the run id, so a durable run recovered in another process keeps it.
+            trace_id=sha256_hex(self.id)[:32],
         )
         self.results: list[ToolResult] = []
         self.effects = RunEffects()
@@ -364,7 +366,8 @@ class Run:
         if decision.verdict is Verdict.REQUIRE_APPROVAL:
             outcome: ToolCallOutcome = "approval_required"
             approval = ApprovalRequest(
-                id=new_id("apr"),
+                # Derived, not random: a step re-run after a crash files the same request.
+                id=f"apr_{sha256_hex(f'{self.id}:{self._step}')[:32]}",
                 run_id=self.id,
                 tenant=self.principal.tenant,
                 requested_by=self.principal.user,

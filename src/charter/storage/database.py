@@ -49,7 +49,7 @@ class Database:
                 parsed.set(drivername="sqlite+pysqlite"),
                 connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
             )
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", sqlite_pragmas)
             # pysqlite's own transaction handling defers BEGIN; take control so a write
             # transaction can be started as BEGIN IMMEDIATE where ordering matters.
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -89,7 +89,7 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Autocommit at the driver level: SQLAlchemy's "begin" hook issues BEGIN itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()

@@ -38,10 +38,10 @@ AUDIT_COLUMNS = (
     "kind", "at", "user", "service_principal", "environment", "run_id", "charter_name",
     "charter_sha256", "model", "prompt_sha256", "tool", "arguments_sha256", "verdict",
     "reason", "rule_id", "stage", "outcome", "trace_id", "span_id", "detail",
-    "approval_request_id",
+    "approval_request_id", "event_id",
 )  # fmt: skip
 _NULLABLE_AUDIT = {"tool", "arguments_sha256", "verdict", "rule_id", "stage",
-                   "approval_request_id"}  # fmt: skip
+                   "approval_request_id", "event_id"}  # fmt: skip
 
 audit_records = Table(
     "audit_records",
@@ -58,6 +58,8 @@ audit_records = Table(
     UniqueConstraint("tenant", "position", name="uq_audit_records_tenant_position"),
 )
 Index("ix_audit_records_run_id", audit_records.c.run_id)
+# An append retried with the same event id returns the stored record (NULLs may repeat).
+Index("ux_audit_records_event_id", audit_records.c.event_id, unique=True)
 
 audit_heads = Table(
     "audit_heads",

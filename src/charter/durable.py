@@ -1,0 +1,215 @@
+"""Durable runs on DBOS: a run survives a crash of its process and waits hours for a human.
+
+Charter owns the process's single DBOS instance (``DurableEngine``). A durable run is the
+``charter_run`` workflow: the built-in agent loop with ``DbosSteps``, so each model turn and
+tool call is a recorded step and each approval a durable wait (``execution/dbos_steps.py``).
+
+Choices, each from a trap found when DBOS 3.4 was tried on this project's machines
+(docs/dbos-notes.md):
+- Step data is JSON (``DBOSPortableJSONSerializer``), never pickle, for workflows and clients.
+- ``application_version`` is Charter's workflow version, set explicitly: DBOS's default is a
+  hash of the workflow source, and recovery only picks up runs of a matching version, so an
+  unrelated code change would silently orphan runs parked for approval.
+- Every process gets its own executor id; two processes sharing one recover each other's
+  runs and execute steps twice. Restart a crashed worker with the same id to recover its runs.
+- On SQLite, DBOS's system database is a file beside Charter's, opened in WAL mode; on
+  Postgres it is Charter's own database (DBOS keeps its tables in the ``dbos`` schema).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import sqlalchemy
+from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
+from sqlalchemy.engine import make_url
+
+from charter.contract.loader import Charter
+from charter.core.errors import UserError
+from charter.core.settings import Settings
+from charter.execution.agent import run_agent
+from charter.execution.dbos_steps import DbosSteps, approval_topic
+from charter.identity.principal import Principal
+from charter.runtime import Runtime
+from charter.storage.database import sqlite_pragmas
+
+__all__ = ["WORKFLOW_VERSION", "DurableEngine", "RunSpec", "notify_decision", "system_database"]
+
+WORKFLOW_VERSION = "charter-workflows-1"
+"""Bump when a change to the workflow code would replay old records differently."""
+
+_APP_NAME = "charter"
+_POLLING_SECONDS = 0.05  # ~25 ms from an approval to the run resuming, on SQLite
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Everything a durable run needs, as the workflow's (JSON) input."""
+
+    charter_path: str
+    charter_sha256: str
+    user: str
+    tenant: str
+    roles: tuple[str, ...]
+    environment: str
+    input: str
+    max_steps: int = 24
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "charter_path": self.charter_path,
+            "charter_sha256": self.charter_sha256,
+            "user": self.user,
+            "tenant": self.tenant,
+            "roles": list(self.roles),
+            "environment": self.environment,
+            "input": self.input,
+            "max_steps": self.max_steps,
+        }
+
+
+def system_database(settings: Settings) -> tuple[str, sqlalchemy.Engine | None]:
+    """DBOS's system database URL, and for SQLite a WAL-mode engine DBOS should use."""
+    url = make_url(settings.database)
+    if url.get_backend_name() == "postgresql":
+        return url.set(drivername="postgresql+psycopg").render_as_string(False), None
+    path = settings.home / "dbos.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    system_url = f"sqlite:///{path}"
+    engine = sqlalchemy.create_engine(system_url, connect_args={"timeout": 30})
+    sqlalchemy.event.listen(engine, "connect", sqlite_pragmas)
+    return system_url, engine
+
+
+class DurableEngine:
+    """This process's DBOS instance, bound to a ``Runtime`` that runs execute with.
+
+    Args:
+        runtime: audit log, stores and secrets the runs use.
+        executor_id: stable per worker; a new unique id when omitted (a one-off process).
+        approval_timeout_seconds: how long a run waits for a decision before it expires.
+    """
+
+    _current: ClassVar[DurableEngine | None] = None
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        executor_id: str | None = None,
+        approval_timeout_seconds: float = 24 * 3600,
+    ) -> None:
+        self.runtime = runtime
+        self.executor_id = executor_id or f"process-{uuid.uuid4().hex[:12]}"
+        self.approval_timeout_seconds = approval_timeout_seconds
+        self._url, self._engine = system_database(runtime.settings)
+
+    @classmethod
+    def current(cls) -> DurableEngine:
+        if cls._current is None:
+            raise UserError("no durable engine is running in this process; launch one first")
+        return cls._current
+
+    def launch(self, *, reset: bool = False) -> None:
+        """Start DBOS (and recover this executor's unfinished runs). ``reset`` wipes DBOS's
+        records first: for tests only."""
+        if DurableEngine._current is not None:
+            raise UserError("a durable engine is already running in this process")
+        config: dict[str, Any] = {
+            "name": _APP_NAME,
+            "system_database_url": self._url,
+            "application_version": WORKFLOW_VERSION,
+            "executor_id": self.executor_id,
+            "notification_listener_polling_interval_sec": _POLLING_SECONDS,
+            "scheduler_polling_interval_sec": _POLLING_SECONDS,
+            "serializer": DBOSPortableJSONSerializer(),
+            "enable_otlp": False,
+            "log_level": "WARNING",
+        }
+        if self._engine is not None:
+            config["system_database_engine"] = self._engine
+        DBOS(config=config)  # type: ignore[arg-type]
+        if reset:
+            DBOS.reset_system_database()
+        DBOS.launch()
+        DurableEngine._current = self
+
+    def destroy(self) -> None:
+        if DurableEngine._current is self:
+            DBOS.destroy()
+            DurableEngine._current = None
+        if self._engine is not None:
+            self._engine.dispose()
+
+    async def run(self, spec: RunSpec, *, run_id: str | None = None) -> dict[str, Any]:
+        """Start ``spec`` as a durable run and wait for its end (through any approvals)."""
+        from dbos import SetWorkflowID
+
+        with SetWorkflowID(run_id or f"run_{uuid.uuid4().hex}"):
+            handle = await DBOS.start_workflow_async(charter_run, spec.as_dict())
+        result: dict[str, Any] = await handle.get_result()
+        return result
+
+
+@DBOS.workflow()
+async def charter_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """A governed agent run, durable: see the module docstring."""
+    engine = DurableEngine.current()
+    runtime = engine.runtime
+    charter = Charter.load(spec["charter_path"])
+    if charter.content_sha256 != spec["charter_sha256"]:
+        # The file changed since the run started: it must finish under the charter that
+        # admitted it, or not at all.
+        return {
+            "run_id": DBOS.workflow_id,
+            "outcome": "failed",
+            "reason": f"charter {spec['charter_path']!r} changed since the run started "
+            f"(was {spec['charter_sha256'][:12]}, now {charter.content_sha256[:12]})",
+        }
+    principal = Principal(spec["user"], spec["tenant"], roles=tuple(spec["roles"]))
+    model = runtime.build_model(charter)
+    run = runtime.start_run(
+        charter,
+        principal,
+        environment=spec["environment"],
+        resources=runtime.toolkit_resources(charter),
+        model_name=f"{model.provider}:{model.name}",
+        run_id=DBOS.workflow_id,
+    )
+    result = await run_agent(
+        run,
+        model,
+        spec["input"],
+        price=runtime.price_for(charter),
+        max_steps=int(spec["max_steps"]),
+        steps=DbosSteps(engine.approval_timeout_seconds),
+    )
+    return result.as_dict()
+
+
+def notify_decision(settings: Settings, *, run_id: str, request_id: str, verdict: str,
+                    by: str, reason: str) -> bool:  # fmt: skip
+    """Tell a durable run waiting on ``request_id`` what was decided; False if no durable run
+    with that id exists (an in-process run that stopped at the approval)."""
+    url, engine = system_database(settings)
+    kwargs: dict[str, Any] = {
+        "serializer": DBOSPortableJSONSerializer(),
+        "application_name": _APP_NAME,
+    }
+    if engine is not None:
+        kwargs["system_database_engine"] = engine
+    try:
+        client = DBOSClient(system_database_url=url, **kwargs)
+        try:
+            if not client.list_workflows(workflow_ids=[run_id]):
+                return False
+            message = {"verdict": verdict, "by": by, "reason": reason}
+            client.send(run_id, message, topic=approval_topic(request_id))
+            return True
+        finally:
+            client.destroy()
+    finally:
+        if engine is not None:
+            engine.dispose()
