@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charter.cli import approvals, audit, db, demo, kill, roles, run, validate
+from charter.cli import approvals, audit, db, demo, kill, roles, run, validate, worker
 
 app = typer.Typer(
     name="charter",
@@ -19,6 +19,7 @@ app.command()(run.run)
 app.command()(demo.demo)
 app.command()(kill.kill)
 app.command()(kill.revive)
+app.command()(worker.worker)
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")

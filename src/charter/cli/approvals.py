@@ -22,6 +22,8 @@ from charter.cli.state import open_state
 from charter.core.canonical import canonical_json, sha256_hex
 from charter.core.clock import SystemClock
 from charter.core.errors import UserError
+from charter.core.settings import Settings
+from charter.durable import notify_decision
 from charter.execution.approval_store import (
     STATUSES,
     ApprovalRecord,
@@ -188,12 +190,17 @@ def _decide(id: str, verdict: DecisionVerdict, by: str | None, reason: str, as_j
             record = store.decide(id, verdict, by=by, reason=reason)
         except UserError as exc:
             fail(str(exc), as_json=as_json)
+    # A durable run parked on this request resumes now, in whichever process hosts it.
+    resumed = notify_decision(Settings.from_env(), run_id=record.run_id, request_id=record.id,
+                              verdict=verdict, by=by, reason=reason)  # fmt: skip
     if as_json:
-        emit_json({"ok": True, "approval": record.as_dict()})
+        emit_json({"ok": True, "approval": record.as_dict(), "run_resumed": resumed})
         return
     console.print(
         f"{record.status} {record.id} ({record.tool} in run {record.run_id}, tenant "
-        f"{record.tenant}) by {by}" + (f": {reason}" if reason else ""),
+        f"{record.tenant}) by {by}"
+        + (f": {reason}" if reason else "")
+        + ("; the run resumes" if resumed else "; the run is not durable, nothing resumes it"),
         markup=False,
         soft_wrap=True,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from rich.table import Table
 
 from charter.cli.output import console
 from charter.core.money import format_usd
-from charter.execution.agent import RunResult
 
 __all__ = ["OUTCOME_STYLE", "print_run"]
 
@@ -21,38 +23,35 @@ OUTCOME_STYLE = {
 }
 
 
-def print_run(result: RunResult) -> None:
-    style = OUTCOME_STYLE.get(result.outcome, "white")
+def print_run(result: dict[str, Any]) -> None:
+    """A run for people, from ``RunResult.as_dict()`` (in-process and durable runs alike)."""
+    outcome = str(result["outcome"])
     console.print(
-        f"run [bold]{result.run_id}[/] ({result.charter}, tenant {result.tenant}, "
-        f"user {result.user}): [{style}]{result.outcome}[/]: {result.reason}"
+        f"run [bold]{result['run_id']}[/] ({result.get('charter', '?')}, tenant "
+        f"{result.get('tenant', '?')}, user {result.get('user', '?')}): "
+        f"[{OUTCOME_STYLE.get(outcome, 'white')}]{outcome}[/]: {result['reason']}",
+        soft_wrap=True,
     )
+    calls = result.get("tool_calls", [])
     table = Table("#", "tool", "outcome", "rule", "reason", box=None, pad_edge=False)
-    for index, call in enumerate(result.tool_calls, 1):
-        call_style = (
-            "green"
-            if call.outcome == "executed"
-            else OUTCOME_STYLE.get(
-                "approval_required" if call.outcome == "approval_required" else "denied", "red"
-            )
-        )
-        table.add_row(
-            str(index),
-            call.tool,
-            f"[{call_style}]{call.outcome}[/]",
-            call.decision.rule_id,
-            call.decision.reason,
-        )
-    if result.tool_calls:
+    for index, call in enumerate(calls, 1):
+        done = call["outcome"] in ("executed", "deferred")
+        style = "green" if done else OUTCOME_STYLE.get(call["outcome"], "red")
+        decision = call["decision"]
+        table.add_row(str(index), call["tool"], f"[{style}]{call['outcome']}[/]",
+                      decision["rule_id"], decision["reason"])  # fmt: skip
+    if calls:
         console.print(table)
-    if result.approval is not None:
+    approval = result.get("approval")
+    if approval:
         console.print(
-            f"approval request {result.approval.id}: {result.approval.tool} "
-            f"arguments sha256 {result.approval.arguments_sha256[:16]}"
+            f"approval request {approval['id']}: {approval['tool']} "
+            f"arguments sha256 {approval['arguments_sha256'][:16]}"
         )
-    console.print(
-        f"{result.model_calls} model calls, {result.total_tokens} tokens, "
-        f"cost {format_usd(result.cost_usd)}, trace {result.trace_id}"
-    )
-    if result.final_text:
-        console.print(f"agent: {result.final_text}", markup=False)
+    if "model_calls" in result:
+        console.print(
+            f"{result['model_calls']} model calls, {result['total_tokens']} tokens, "
+            f"cost {format_usd(Decimal(result['cost_usd']))}, trace {result['trace_id']}"
+        )
+    if result.get("final_text"):
+        console.print(f"agent: {result['final_text']}", markup=False)

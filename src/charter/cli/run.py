@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, JsonOption, check_text, emit_json, fail
+from charter.cli.output import EXIT_FAILED, JsonOption, check_text, emit_json, fail, stderr
 from charter.cli.render import print_run
 from charter.contract.loader import Charter
 from charter.core.errors import CharterInvalid, UserError
+from charter.core.ids import new_id
 from charter.core.settings import Settings
+from charter.durable import DurableEngine, RunSpec
 from charter.identity.principal import ENVIRONMENTS, Principal
 from charter.runtime import Runtime
 
@@ -35,6 +37,31 @@ def run(
     environment: Annotated[
         str | None, typer.Option(help="dev, staging or prod.", envvar="CHARTER_ENVIRONMENT")
     ] = None,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            "--durable",
+            help="Run as a durable workflow: it survives a crash of this process, and waits "
+            "for approvals (decide from another shell with 'charter approvals approve').",
+            envvar="CHARTER_DURABLE",
+        ),
+    ] = False,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            help="With --durable: this process's executor id. If the process dies, "
+            "'charter worker --id ID' recovers the run. Default: a new id, printed.",
+            envvar="CHARTER_WORKER_ID",
+        ),
+    ] = None,
+    approval_timeout: Annotated[
+        float,
+        typer.Option(
+            help="With --durable: seconds to wait for a decision before it counts as expired.",
+            envvar="CHARTER_APPROVAL_TIMEOUT",
+            min=1,
+        ),
+    ] = 86_400.0,
     as_json: JsonOption = False,
 ) -> None:
     """Run the charter's agent on one request, every tool call governed and audited.
@@ -59,24 +86,77 @@ def run(
         charter = Charter.load(charter_file)
     except CharterInvalid as exc:
         fail(f"{exc}\nrun 'charter validate {charter_file}' for details", as_json=as_json)
+    settings = Settings.from_env()
     try:
-        with Runtime(Settings.from_env()) as runtime:
-            model = runtime.build_model(charter)
-            result = asyncio.run(
-                runtime.run_agent(
-                    charter,
-                    model,
-                    user_input,
-                    principal=principal,
-                    environment=environment,  # type: ignore[arg-type]
-                    resources=runtime.toolkit_resources(charter),
+        with Runtime(settings) as runtime:
+            if durable:
+                spec = RunSpec(
+                    charter_path=str(charter_file.resolve()),
+                    charter_sha256=charter.content_sha256,
+                    user=principal.user,
+                    tenant=principal.tenant,
+                    roles=principal.roles,
+                    environment=environment or settings.environment,
+                    input=user_input,
                 )
-            )
+                result = run_durably(runtime, spec, worker_id, approval_timeout, as_json)
+            else:
+                model = runtime.build_model(charter)
+                outcome = asyncio.run(
+                    runtime.run_agent(
+                        charter,
+                        model,
+                        user_input,
+                        principal=principal,
+                        environment=environment,  # type: ignore[arg-type]
+                        resources=runtime.toolkit_resources(charter),
+                    )
+                )
+                result = outcome.as_dict()
     except UserError as exc:
         fail(str(exc), as_json=as_json)
     if as_json:
-        emit_json(result.as_dict())
+        emit_json(result)
     else:
         print_run(result)
-    if result.outcome != "succeeded":
+    if result["outcome"] != "succeeded":
         raise typer.Exit(EXIT_FAILED)
+
+
+def run_durably(
+    runtime: Runtime, spec: RunSpec, worker_id: str | None, timeout: float, as_json: bool
+) -> dict[str, Any]:
+    """Run ``spec`` as a DBOS workflow in this process, telling the operator when it waits."""
+    engine = DurableEngine(runtime, executor_id=worker_id, approval_timeout_seconds=timeout)
+    run_id = new_id("run")
+    if not as_json:
+        stderr.print(
+            f"durable run {run_id} on executor {engine.executor_id} (if this process dies: "
+            f"charter worker --id {engine.executor_id})",
+            soft_wrap=True,
+        )
+    engine.launch()
+    try:
+        return asyncio.run(_run_and_watch(engine, spec, run_id, as_json))
+    finally:
+        engine.destroy()
+
+
+async def _run_and_watch(
+    engine: DurableEngine, spec: RunSpec, run_id: str, as_json: bool
+) -> dict[str, Any]:
+    task = asyncio.create_task(engine.run(spec, run_id=run_id))
+    told: set[str] = set()
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.5)
+        if as_json or task.done():
+            continue
+        for request in engine.runtime.approvals.list(tenant=spec.tenant, status="pending"):
+            if request.run_id == run_id and request.id not in told:
+                told.add(request.id)
+                stderr.print(
+                    f"waiting for approval {request.id} ({request.tool}: {request.reason}); "
+                    f"decide with: charter approvals approve {request.id} --as APPROVER",
+                    soft_wrap=True,
+                )
+    return task.result()
