@@ -189,10 +189,28 @@ async def charter_run(spec: dict[str, Any]) -> dict[str, Any]:
     return result.as_dict()
 
 
+def _dbos_ever_ran(settings: Settings) -> bool:
+    """Whether DBOS's tables exist: without them no durable run exists to tell anything."""
+    url = make_url(settings.database)
+    if url.get_backend_name() != "postgresql":
+        return (settings.home / "dbos.sqlite3").exists()
+    engine = sqlalchemy.create_engine(url.set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(
+                sqlalchemy.text("SELECT to_regclass('dbos.workflow_status')")
+            ).scalar()
+        return found is not None
+    finally:
+        engine.dispose()
+
+
 def notify_decision(settings: Settings, *, run_id: str, request_id: str, verdict: str,
                     by: str, reason: str) -> bool:  # fmt: skip
     """Tell a durable run waiting on ``request_id`` what was decided; False if no durable run
     with that id exists (an in-process run that stopped at the approval)."""
+    if not _dbos_ever_ran(settings):
+        return False
     url, engine = system_database(settings)
     kwargs: dict[str, Any] = {
         "serializer": DBOSPortableJSONSerializer(),

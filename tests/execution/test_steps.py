@@ -159,3 +159,33 @@ def test_reject_or_expiry_is_a_denial_the_model_is_told_about(
     assert len(told) == 1
     assert ("expired" in told[0]) == (verdict == "expire")
     assert desk.outbox == []
+
+
+@dataclass
+class TwiceSteps:
+    """Runs every step twice from the same starting state, as DBOS does with a step that was
+    running when its process died (at least once)."""
+
+    async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
+        before = run.snapshot()
+        await work()
+        run.restore(before)
+        return await work()
+
+    async def await_approval(self, run: Run, request: ApprovalRequest) -> ApprovalOutcome | None:
+        return None
+
+
+def test_a_step_run_twice_is_audited_once(runtime: Runtime) -> None:
+    desk = SupportDesk.default()
+    result = drive(runtime, start(runtime, desk), "Please handle ticket T-1001.", TwiceSteps())
+    assert result.outcome == "succeeded"
+    records = [r.entry for r in runtime.audit.records("acme") if r.entry.run_id == result.run_id]
+    event_ids = [r.event_id for r in records]
+    assert len(event_ids) == len(set(event_ids))  # nothing recorded twice
+    assert [r.kind for r in records].count("run_started") == 1
+    assert [r.kind for r in records].count("run_finished") == 1
+    # The desk dedupes by idempotency key, so the refund and e-mail happened once too.
+    assert len(desk.refunds) == 1
+    assert len(desk.outbox) == 1
+    assert runtime.audit.verify().ok

@@ -78,6 +78,8 @@ def expected_hash(prev_hash: str, entry: AuditEntry, position: int) -> str:
     payload["at"] = entry.at.astimezone(UTC).isoformat(timespec="microseconds")
     payload["roles"] = list(entry.roles)
     payload["position"] = position
+    if entry.event_id is None:
+        del payload["event_id"]  # left out, so older records keep their hashes
     return sha256_hex(prev_hash + "\n" + canonical_json(payload))
 
 
@@ -708,6 +710,240 @@ def test_two_logs_on_one_database_interleave_safely(url: str) -> None:
         )
 
 
+# -- event ids -------------------------------------------------------------------------------
+
+
+def stored_event_ids(log: AuditLog) -> list[str | None]:
+    with log.database.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT event_id FROM audit_records ORDER BY row_id")
+        return [event_id for (event_id,) in rows]
+
+
+def test_reappending_an_event_id_returns_the_stored_record_and_writes_nothing(
+    log: AuditLog,
+) -> None:
+    first = log.append(make_entry(0, event_id="run-1/step-1"))
+    assert first.entry.event_id == "run-1/step-1"
+    assert first.hash == expected_hash(GENESIS_HASH, first.entry, 1)
+    # The same entry again, and one differing in other fields: the stored record wins.
+    assert log.append(make_entry(0, event_id="run-1/step-1")) == first
+    assert log.append(make_entry(9, event_id="run-1/step-1", reason="retried")) == first
+    assert stored_event_ids(log) == ["run-1/step-1"]
+    # The chain is unaffected: the next record follows the first.
+    second = log.append(make_entry(1))
+    assert (second.position, second.prev_hash) == (2, first.hash)
+    assert list(log.records()) == [first, second]
+    assert log.verify() == VerifyReport(True, 2, ("acme",), None)
+
+
+def test_an_event_id_is_found_by_a_fresh_log_and_across_tenants(url: str) -> None:
+    with AuditLog.open(url) as log:
+        first = log.append(make_entry(0, event_id="e-1"))
+        log.append(make_entry(1, tenant="globex"))
+    with AuditLog.open(url) as reopened:  # nothing cached: the record is built from its row
+        assert reopened.append(make_entry(0, event_id="e-1")) == first
+        # Event ids are unique across tenants: the stored record is returned as it is.
+        assert reopened.append(make_entry(0, tenant="globex", event_id="e-1")) == first
+        assert reopened.append(make_entry(2, tenant="globex")).position == 2
+        assert reopened.verify() == VerifyReport(True, 3, ("acme", "globex"), None)
+
+
+def test_entries_without_event_id_hash_as_before_and_store_null(log: AuditLog) -> None:
+    plain = [log.append(make_entry(i)) for i in range(3)]  # NULLs may repeat in the index
+    tagged = log.append(make_entry(3, event_id="e-3"))
+    with log.database.engine.connect() as conn:
+        payloads = [p for (p,) in conn.exec_driver_sql("SELECT payload FROM audit_records")]
+    assert ["event_id" in json.loads(p) for p in payloads] == [False, False, False, True]
+    assert json.loads(payloads[-1])["event_id"] == "e-3"
+    assert stored_event_ids(log) == [None, None, None, "e-3"]
+    for record in [*plain, tagged]:
+        assert record.hash == expected_hash(record.prev_hash, record.entry, record.position)
+    assert [r.entry.event_id for r in log.records()] == [None, None, None, "e-3"]
+    assert log.verify().ok
+
+
+def test_many_threads_appending_one_event_id_write_one_record(log: AuditLog) -> None:
+    threads_count = 20
+    start = threading.Barrier(threads_count)
+    results: list[AuditRecord] = []
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            start.wait()
+            results.append(log.append(make_entry(k, event_id="the-event")))
+            results.append(log.append(make_entry(k)))  # no event id: always written
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    tagged = [r for r in results if r.entry.event_id == "the-event"]
+    assert len(tagged) == threads_count
+    the_record = tagged[0]
+    assert all(r == the_record for r in tagged)
+    assert len({r.row_id for r in results}) == threads_count + 1
+    assert stored_event_ids(log).count("the-event") == 1
+    stored = list(log.records())
+    assert the_record in stored
+    assert_contiguous(stored)
+    assert log.verify() == VerifyReport(True, threads_count + 1, ("acme",), None)
+
+
+def test_duplicates_within_one_batch_and_in_the_database_write_nothing(log: AuditLog) -> None:
+    """One group commit holding an event id already stored, and one several times over."""
+    old = log.append(make_entry(0, event_id="old"))
+    waiting = 12
+    results: dict[int, AuditRecord] = {}
+    errors: list[BaseException] = []
+
+    def worker(k: int, entry: AuditEntry) -> None:
+        try:
+            results[k] = log.append(entry)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def event_of(k: int) -> str | None:
+        return ["new", "old", None][k % 3]
+
+    # Hold the write connection: the first appender leads a batch of one and waits; every
+    # later appender queues behind it, so the next leader writes all of them in one batch.
+    with log._db_lock:
+        leader = threading.Thread(target=worker, args=(-1, make_entry(1, tenant="globex")))
+        leader.start()
+        while not log._leading:
+            threading.Event().wait(0.001)
+        threads = [
+            threading.Thread(
+                target=worker,
+                args=(k, make_entry(10 + k, tenant="ab"[k % 2], event_id=event_of(k))),
+            )
+            for k in range(waiting)
+        ]
+        for thread in threads:
+            thread.start()
+        while len(log._pending) < waiting:
+            threading.Event().wait(0.001)
+    leader.join()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert all(results[k] == old for k in range(waiting) if event_of(k) == "old")
+    new = [results[k] for k in range(waiting) if event_of(k) == "new"]
+    assert all(r == new[0] for r in new)
+    assert new[0].entry == make_entry(10, tenant="a", event_id="new")  # the first one queued
+    plain = [results[k] for k in range(waiting) if event_of(k) is None]
+    assert len({r.row_id for r in plain}) == len(plain) == waiting // 3
+    assert sorted(stored_event_ids(log), key=str) == sorted(
+        ["old", None, "new", *[None] * len(plain)], key=str
+    )
+    assert_contiguous(list(log.records()))
+    assert log.verify().ok
+
+
+def test_an_event_id_recorded_by_another_log_after_the_lookup_is_resolved(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other log commits between our lookup and our insert: the unique index refuses our
+    record, the batch is retried and returns the other log's record."""
+    with AuditLog.open(url) as first, AuditLog.open(url) as second:
+        second.append(make_entry(0))  # cache a head, so the retry reads it afresh
+        winner = first.append(make_entry(1, event_id="raced"))
+        real_find = second._find_events
+        lookups: list[list[str]] = []
+
+        def find_too_early(event_ids: list[str]) -> dict[str, Any]:
+            lookups.append(event_ids)
+            return {} if len(lookups) == 1 else real_find(event_ids)
+
+        monkeypatch.setattr(second, "_find_events", find_too_early)
+        assert second.append(make_entry(1, event_id="raced")) == winner
+        assert lookups == [["raced"], ["raced"]]
+        assert stored_event_ids(first) == [None, "raced"]
+        assert second.append(make_entry(2)).position == 3
+        assert first.verify() == VerifyReport(True, 3, ("acme",), None)
+
+
+def test_two_logs_racing_the_same_event_ids_write_each_once(url: str) -> None:
+    with AuditLog.open(url) as first, AuditLog.open(url) as second:
+        threads_count, events = 8, 10
+        start = threading.Barrier(threads_count)
+        results: list[AuditRecord] = []
+        errors: list[BaseException] = []
+
+        def worker(k: int) -> None:
+            writer = first if k % 2 == 0 else second
+            try:
+                start.wait()
+                for i in range(events):
+                    results.append(
+                        writer.append(make_entry(i, tenant=f"t{i % 2}", event_id=f"e-{i}"))
+                    )
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(threads_count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert errors == []
+        assert len(results) == threads_count * events
+        by_event = {r.entry.event_id: r for r in results}
+        assert len({(r.entry.event_id, r.row_id, r.hash) for r in results}) == events
+        assert sorted(stored_event_ids(first), key=str) == sorted(by_event, key=str)
+        assert sorted(first.records(), key=lambda r: r.row_id) == sorted(
+            by_event.values(), key=lambda r: r.row_id
+        )
+        assert first.verify() == second.verify() == VerifyReport(True, events, ("t0", "t1"), None)
+
+
+@pytest.mark.parametrize(
+    ("position", "value"),
+    [(2, "forged"), (2, None), (1, "planted")],  # changed, removed, added where there was none
+)
+def test_event_id_column_edit_is_caught(log: AuditLog, position: int, value: str | None) -> None:
+    log.append(make_entry(0))
+    log.append(make_entry(1, event_id="e-1"))
+    log.append(make_entry(2, event_id="e-2"))
+    with attacker(log) as conn:
+        sql(
+            conn,
+            "UPDATE audit_records SET event_id = :value WHERE position = :position",
+            value=value,
+            position=position,
+        )
+    assert_break(log.verify(), "acme", position, "column 'event_id'")
+
+
+def test_a_sealed_null_event_id_is_not_a_sealed_entry(log: AuditLog) -> None:
+    """A null event id is never sealed (it is left out), so one that appears was forged."""
+    log.append(make_entry(0))
+    record = log.append(make_entry(1))
+    with attacker(log) as conn:
+        payload = sql(
+            conn, "SELECT payload FROM audit_records WHERE row_id = :r", r=record.row_id
+        ).scalar_one()
+        forged = canonical_json({**json.loads(payload), "event_id": None})
+        digest = sha256_hex(f"{record.prev_hash}\n{forged}")
+        sql(
+            conn,
+            "UPDATE audit_records SET payload = :p, hash = :h WHERE row_id = :r",
+            p=forged,
+            h=digest,
+            r=record.row_id,
+        )
+        sql(conn, "UPDATE audit_heads SET hash = :h WHERE tenant = 'acme'", h=digest)
+    assert_break(log.verify(), "acme", 2, "payload is not a sealed audit entry")
+
+
 # -- failures --------------------------------------------------------------------------------
 
 
@@ -869,6 +1105,7 @@ def test_verify_of_dropped_tables_is_unavailable_not_empty(log: AuditLog) -> Non
         ({"roles": ["support"]}, TypeError, "roles must be a tuple of str"),
         ({"roles": ("support", 1)}, TypeError, "roles must be a tuple of str"),
         ({"arguments": [1, 2]}, TypeError, "arguments must be a dict or None"),
+        ({"event_id": 7}, TypeError, "event_id must be a str or None"),
     ],
 )
 def test_malformed_entries_are_rejected_on_construction(

@@ -61,6 +61,7 @@ class RunStarted:
     run: RunIdentity
     at: datetime
     input_sha256: str
+    event_id: str = ""  # names the event for idempotent recording ("" when it has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class ToolCallFinished:
     duration_ms: float
     detail: str = ""  # error text or result summary, redacted
     approval_request_id: str | None = None
+    event_id: str = ""  # names the event for idempotent recording ("" when it has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class RunFinished:
     reason: str
     decision: Decision | None = None
     totals: dict[str, Any] = field(default_factory=dict)
+    event_id: str = ""  # names the event for idempotent recording ("" when it has none)
 
 
 ApprovalVerdict = Literal["approve", "reject", "terminate", "escalate", "expire"]

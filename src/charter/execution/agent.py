@@ -141,7 +141,9 @@ async def run_agent(
     services = run.services
 
     async def started() -> dict[str, Any]:
-        services.bus.publish(RunStarted(run.identity, services.clock.now(), sha256_hex(user_input)))
+        started_at = services.clock.now()
+        event = RunStarted(run.identity, started_at, sha256_hex(user_input), f"{run.id}/started")
+        services.bus.publish(event)
         return {}
 
     run.provenance.add_trusted(user_input)
@@ -177,6 +179,7 @@ async def run_agent(
                     "cost_usd": str(totals.cost_usd),
                     "model_calls": model_calls,
                 },
+                event_id=f"{run.id}/finished",
             )
         )
         return {}

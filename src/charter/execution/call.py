@@ -41,6 +41,8 @@ class PendingCall:
     arguments_sha256: str = ""
     reservation: Reservation | None = None
     approval_id: str | None = None
+    # Names this call's audit record so a durable step run twice records it once.
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,6 +216,7 @@ class Run:
             clock.monotonic(),
         )
         self._step += 1
+        call.event_id = f"{self.id}/call/{self._step}"
         decision: Decision | None = None
         for guard in _GUARDS:
             decision = guard.check(self, call)
@@ -309,7 +310,7 @@ class Run:
 
     async def _send(self, effect: DeferredEffect) -> str | None:
         """Run one deferred effect; None when it executed, else what went wrong."""
-        call = self._effect_call(effect.tool, effect.call_id)
+        call = self._effect_call(effect.tool, effect.call_id, "send")
         call.arguments = effect.arguments
         call.canonical_arguments = effect.canonical_arguments
         call.arguments_sha256 = effect.arguments_sha256
@@ -324,7 +325,7 @@ class Run:
         return None if execution.outcome == "executed" else execution.text
 
     def _discard(self, effect: DeferredEffect, failure: str | None) -> None:
-        call = self._effect_call(effect.tool, effect.call_id)
+        call = self._effect_call(effect.tool, effect.call_id, "discard")
         call.canonical_arguments = effect.canonical_arguments
         call.arguments_sha256 = effect.arguments_sha256
         why = failure or "the run did not succeed"
@@ -332,7 +333,7 @@ class Run:
         self._finish(call, decision, "discarded", f"DISCARDED: {why}", None)
 
     async def _compensate(self, write: CompensableWrite) -> None:
-        call = self._effect_call(write.compensation, new_id("call"))
+        call = self._effect_call(write.compensation, f"{write.call_id}:compensate", "compensate")
         assert call.spec is not None
         accepted = call.spec.json_schema.get("properties", {})
         call.raw_arguments = {k: v for k, v in write.arguments.items() if k in accepted}
@@ -350,9 +351,10 @@ class Run:
         )
         self._finish(call, decision, execution.outcome, execution.text, execution.value)
 
-    def _effect_call(self, tool: str, call_id: str) -> PendingCall:
+    def _effect_call(self, tool: str, call_id: str, kind: str) -> PendingCall:
         clock = self.services.clock
         call = PendingCall(tool, {}, call_id, os.urandom(8).hex(), clock.monotonic())
+        call.event_id = f"{self.id}/{kind}/{call_id}"
         call.spec = self.charter.tools[tool]
         call.decl = self.charter.spec.tools[tool]
         return call
@@ -421,6 +423,7 @@ class Run:
                 duration_ms=duration_ms,
                 detail=text if outcome != "executed" else "",
                 approval_request_id=approval.id if approval else None,
+                event_id=call.event_id,
             )
         )
         result = ToolResult(

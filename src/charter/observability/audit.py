@@ -13,7 +13,17 @@ Sealing
     as a list. The record's hash is ``sha256_hex(prev_hash + "\\n" + payload)``, where
     ``prev_hash`` is the previous record's hash in the same tenant, or ``"0" * 64`` for the
     first. Chains are per tenant so one tenant's records can be exported, verified or purged
-    without the others.
+    without the others. An ``event_id`` of None is left out of the payload, so records
+    without one hash exactly as they did before event ids existed.
+
+Event ids
+    An entry may carry an ``event_id`` naming the event it records (say, one step of a durable
+    workflow). Appending an entry whose event id is already recorded writes nothing and
+    returns the stored record, so a step that runs again after a crash does not record itself
+    twice. The stored record wins even if the new entry differs in other fields, even its
+    tenant: event ids are unique across tenants (a unique index, partial, so records without
+    one take no index entry). The lookup happens inside the write transaction, one query per
+    batch, only when some entry of the batch has an event id.
 
 Storage
     The tables come from the migrations (``charter.storage``). ``audit_records`` keeps the
@@ -49,7 +59,9 @@ Writing
     deadlock, and the records of one tenant are only ever inserted by the holder of its head.
     When another process has appended since, the insert collides with
     ``UNIQUE (tenant, position)`` and the batch is retried with heads read from the database,
-    so several processes may share one database safely without a read per commit. A failing
+    so several processes may share one database safely without a read per commit. Two
+    processes racing to record one event id collide on its unique index the same way; the
+    retry then finds the winner's record and returns it. A failing
     transaction is rolled back whole and every caller in it gets ``AuditUnavailable``.
     SQLite runs in WAL mode with ``synchronous=NORMAL``: a returned ``append`` survives a crash
     of the process; the most recent commits can be lost on power failure or OS crash.
@@ -111,7 +123,8 @@ class AuditEntry:
     """What a caller records: one run start, tool call or run end.
 
     ``arguments`` must already be redacted and JSON-able. It is read back in its JSON form:
-    tuples come back as lists and ``Decimal`` values as exact strings.
+    tuples come back as lists and ``Decimal`` values as exact strings. ``event_id``, when set,
+    makes the append idempotent: see "Event ids" in the module docstring.
 
     Raises:
         ValueError: ``at`` is naive, ``kind`` is unknown or ``tenant`` is empty.
@@ -143,6 +156,7 @@ class AuditEntry:
     span_id: str
     detail: str = ""
     approval_request_id: str | None = None
+    event_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -176,11 +190,14 @@ _OPTIONAL_TEXT: Final = (
     "rule_id",
     "stage",
     "approval_request_id",
+    "event_id",
 )
 _REQUIRED_TEXT: Final = tuple(
     n for n in _ENTRY_FIELDS if n not in {"kind", "at", "roles", "arguments", *_OPTIONAL_TEXT}
 )
 _PAYLOAD_KEYS: Final[frozenset[str]] = frozenset((*_ENTRY_FIELDS, "position"))
+# The payload of an entry without an event id (see _prepare).
+_PAYLOAD_KEYS_NO_EVENT: Final[frozenset[str]] = _PAYLOAD_KEYS - {"event_id"}
 
 _get_fields = attrgetter(*_ENTRY_FIELDS)
 # In canonical JSON (sorted keys) "position" sits right before the "prompt_sha256" key; see
@@ -270,6 +287,22 @@ def _statements(mark: str, *, postgres: bool) -> _Statements:
 
 _SQLITE_SQL: Final = _statements("?", postgres=False)  # sqlite3: qmark
 _POSTGRES_SQL: Final = _statements("%s", postgres=True)  # psycopg: format
+
+# Records already holding some event ids: _RECORD_COLUMNS, then event_id. Postgres takes the
+# ids as one array (a constant statement); SQLite gets one placeholder per id, in chunks.
+_FIND_EVENTS_POSTGRES: Final = (
+    f"SELECT {_RECORD_COLUMNS}, event_id FROM audit_records WHERE event_id = ANY(%s)"  # noqa: S608
+)
+_FIND_EVENTS_CHUNK: Final = 500  # ids per SQLite statement, under any build's variable limit
+
+
+@functools.cache
+def _find_events_sqlite(count: int) -> str:
+    return (
+        f"SELECT {_RECORD_COLUMNS}, event_id FROM audit_records "  # noqa: S608
+        f"WHERE event_id IN ({', '.join(['?'] * count)})"
+    )
+
 
 # A Postgres batch of several records is one multi-row INSERT (psycopg's executemany would
 # pipeline, and log a warning each time a stale head aborts the pipeline). RETURNING names
@@ -488,7 +521,8 @@ class AuditLog:
             entry: The entry to record.
 
         Returns:
-            The committed record; it is durable when this returns.
+            The committed record; it is durable when this returns. If ``entry.event_id`` is
+            already recorded, the record stored for it (nothing is written).
 
         Raises:
             ValueError: ``entry`` cannot be serialized (NaN, lone surrogate, non-JSON value)
@@ -516,6 +550,8 @@ class AuditLog:
                     self._turn.notify_all()
         if isinstance(slot.error, _Closed):
             raise self._closed_error()
+        if isinstance(slot.error, AuditUnavailable):
+            raise slot.error  # the stored record of this event id cannot be read
         if slot.record is None:
             raise AuditUnavailable(
                 f"could not write to the audit log in {self._database.shown_url}: "
@@ -620,11 +656,12 @@ class AuditLog:
                 self._connect()  # the previous connection broke (e.g. a server restart)
             for attempt in range(_ATTEMPTS):
                 try:
-                    rows, heads, row_ids = self._insert(batch, self._heads)
+                    written, rows, row_ids, heads, found = self._insert(batch, self._heads)
                     break
                 except self._integrity_error:
                     # A cached head was stale: another writer appended to one of these
-                    # chains, so our next position already exists. Read the heads, retry.
+                    # chains, so our next position already exists. Or another writer has
+                    # just recorded one of our event ids. Read the heads, retry.
                     self._rollback()
                     self._heads.clear()
                     if attempt == _ATTEMPTS - 1:
@@ -639,29 +676,56 @@ class AuditLog:
                 raise  # KeyboardInterrupt and friends still propagate in the leader
             return
         self._heads.update(heads)
-        for slot, row, row_id in zip(batch, rows, row_ids, strict=True):
+        for slot, row, row_id in zip(written, rows, row_ids, strict=True):
             slot.record = AuditRecord(
                 entry=slot.entry, position=row[1], row_id=row_id, prev_hash=row[-2], hash=row[-1]
             )
             slot.done = True
+        if len(written) != len(batch):
+            _resolve_duplicates(batch, written, found)
 
     def _insert(
         self, batch: list[_Slot], cached: dict[str, tuple[int, str]]
-    ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, str]], list[int]]:
-        """One committed transaction for ``batch``: rows written (in batch order), new heads,
-        row ids.
+    ) -> tuple[
+        list[_Slot],
+        list[tuple[Any, ...]],
+        list[int],
+        dict[str, tuple[int, str]],
+        dict[str, Sequence[Any]],
+    ]:
+        """One committed transaction for ``batch``.
+
+        Returns:
+            The slots written (in batch order), their rows and row ids, the new heads, and
+            the stored rows of event ids that were already recorded. A slot is not written if
+            its event id is recorded already or belongs to an earlier slot of the batch.
 
         Heads come from ``cached`` (this log's own last writes) or, when absent, from the
         database inside the write transaction. A cached head that another writer has since
-        moved makes the insert collide with UNIQUE (tenant, position): IntegrityError.
+        moved makes the insert collide with UNIQUE (tenant, position): IntegrityError. So
+        does an event id another writer recorded after we looked.
         """
         conn, cursor, sql = self._conn, self._cursor, self._sql
         if not self._postgres:
             cursor.execute("BEGIN IMMEDIATE")  # psycopg opens the transaction by itself
+        found: dict[str, Sequence[Any]] = {}
+        written = batch
+        event_ids = [slot.entry.event_id for slot in batch if slot.entry.event_id is not None]
+        if event_ids:
+            found = self._find_events(list(dict.fromkeys(event_ids)))
+            seen = set(found)
+            written = []
+            for slot in batch:
+                event_id = slot.entry.event_id
+                if event_id is not None:
+                    if event_id in seen:
+                        continue
+                    seen.add(event_id)
+                written.append(slot)
         by_tenant: dict[str, list[int]] = {}
-        for index, slot in enumerate(batch):
+        for index, slot in enumerate(written):
             by_tenant.setdefault(slot.entry.tenant, []).append(index)
-        rows: list[tuple[Any, ...]] = [()] * len(batch)
+        rows: list[tuple[Any, ...]] = [()] * len(written)
         heads: dict[str, tuple[int, str]] = {}
         # Heads are locked (read FOR UPDATE, or upserted) in sorted tenant order, all before
         # any record is inserted: concurrent writers on Postgres cannot deadlock.
@@ -669,11 +733,11 @@ class AuditLog:
             head = cached.get(tenant)
             if head is None:
                 cursor.execute(sql.lock_head, (tenant,))
-                found = cursor.fetchone()
-                head = (0, GENESIS_HASH) if found is None else (found[0], found[1])
+                found_head = cursor.fetchone()
+                head = (0, GENESIS_HASH) if found_head is None else (found_head[0], found_head[1])
             position, digest = head
             for index in by_tenant[tenant]:
-                slot = batch[index]
+                slot = written[index]
                 prev_hash = digest
                 position += 1
                 payload = f"{slot.payload_low}{position}{slot.payload_high}"
@@ -681,8 +745,11 @@ class AuditLog:
                 rows[index] = (tenant, position, *slot.columns, payload, prev_hash, digest)
             heads[tenant] = (position, digest)
             cursor.execute(sql.upsert_head, (tenant, position, digest))
+        row_ids: list[int]
         if self._postgres:
-            if len(rows) == 1:
+            if not rows:
+                row_ids = []
+            elif len(rows) == 1:
                 cursor.execute(sql.insert, rows[0])
                 row_ids = [cursor.fetchone()[0]]
             else:
@@ -696,7 +763,9 @@ class AuditLog:
                 row_ids = [ids[row[0], row[1]] for row in rows]
             conn.commit()
         else:
-            if len(rows) == 1:
+            if not rows:
+                last_row_id = 0
+            elif len(rows) == 1:
                 cursor.execute(sql.insert, rows[0])
                 last_row_id = cursor.lastrowid
             else:
@@ -706,7 +775,21 @@ class AuditLog:
             cursor.execute("COMMIT")
             # Inside one write transaction new rows get consecutive row ids (max + 1 each).
             row_ids = list(range(last_row_id - len(rows) + 1, last_row_id + 1))
-        return rows, heads, row_ids
+        return written, rows, row_ids, heads, found
+
+    def _find_events(self, event_ids: list[str]) -> dict[str, Sequence[Any]]:
+        """The stored rows (``_RECORD_COLUMNS``) of those ``event_ids`` already recorded."""
+        cursor = self._cursor
+        if self._postgres:
+            cursor.execute(_FIND_EVENTS_POSTGRES, (event_ids,))
+            stored = cursor.fetchall()
+        else:
+            stored = []
+            for start in range(0, len(event_ids), _FIND_EVENTS_CHUNK):
+                chunk = event_ids[start : start + _FIND_EVENTS_CHUNK]
+                cursor.execute(_find_events_sqlite(len(chunk)), chunk)
+                stored.extend(cursor.fetchall())
+        return {row[-1]: row[:-1] for row in stored}
 
     def _connect(self) -> None:
         """Take the write connection: out of the pool, kept (and closed) by this log alone."""
@@ -767,6 +850,30 @@ class AuditLog:
         )
 
 
+def _resolve_duplicates(
+    batch: list[_Slot], written: list[_Slot], found: dict[str, Sequence[Any]]
+) -> None:
+    """Finish the slots of ``batch`` not written: each gets the record of its event id."""
+    sealed = {
+        slot.entry.event_id: slot.record
+        for slot in written
+        if slot.entry.event_id is not None and slot.record is not None
+    }
+    for slot in batch:
+        if slot.done:
+            continue
+        event_id = slot.entry.event_id
+        assert event_id is not None  # only slots with an event id are ever skipped
+        record = sealed.get(event_id)
+        if record is None:
+            try:
+                record = _record_from_row(found[event_id])
+            except AuditUnavailable as exc:
+                slot.error = exc
+        slot.record = record
+        slot.done = True
+
+
 def _first_line(exc: BaseException | None) -> str:
     message = str(getattr(exc, "orig", None) or exc).strip()
     return message.splitlines()[0] if message else type(exc).__name__
@@ -790,6 +897,8 @@ def _prepare(entry: AuditEntry) -> _Slot:
     payload = dict(zip(_ENTRY_FIELDS, _get_fields(entry), strict=True))
     payload["at"] = at
     payload["roles"] = list(entry.roles)
+    if entry.event_id is None:
+        del payload["event_id"]  # records without one hash as they did before event ids
     # Every field but ``arguments`` is already plain (checked in AuditEntry.__post_init__), so
     # only the arguments need converting before serializing.
     if entry.arguments is not None:
@@ -818,7 +927,8 @@ def _prepare(entry: AuditEntry) -> _Slot:
 
 
 def _entry_from_payload(data: dict[str, Any]) -> AuditEntry:
-    values = {name: data[name] for name in _ENTRY_FIELDS}
+    values = {name: data[name] for name in _ENTRY_FIELDS if name != "event_id"}
+    values["event_id"] = data.get("event_id")
     values["at"] = datetime.fromisoformat(data["at"])
     values["roles"] = tuple(data["roles"])
     return AuditEntry(**values)
@@ -909,7 +1019,12 @@ def _check_record(
         canonical = isinstance(data, dict) and canonical_json(data) == payload
     except (ValueError, RecursionError):
         canonical = False
-    if not canonical or set(data) != _PAYLOAD_KEYS:
+    keys = frozenset(data) if canonical else None
+    # An event id is either a string or left out (never a sealed null: see _prepare).
+    if not (
+        keys == _PAYLOAD_KEYS_NO_EVENT
+        or (keys == _PAYLOAD_KEYS and isinstance(data["event_id"], str))
+    ):
         return expected, row_id, "record was altered (payload is not a sealed audit entry)"
     if type(data["position"]) is not int or data["position"] != position:
         return (
@@ -921,7 +1036,7 @@ def _check_record(
     if data["tenant"] != values["tenant"]:
         return expected, row_id, f"record was moved here from tenant {data['tenant']!r}"
     for name in _COLUMN_FIELDS:
-        if values[name] != data[name]:
+        if values[name] != data.get(name):  # only event_id may be absent (None)
             return (
                 expected,
                 row_id,

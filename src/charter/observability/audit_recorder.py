@@ -141,6 +141,9 @@ def _entry(
         span_id=span_id,
         detail=detail,
         approval_request_id=approval_request_id,
+        # A durable step that runs again after a crash re-publishes its event with the same
+        # id; the audit log then returns the stored record instead of writing a second one.
+        event_id=event.event_id or None,
     )
 
 

@@ -58,8 +58,15 @@ audit_records = Table(
     UniqueConstraint("tenant", "position", name="uq_audit_records_tenant_position"),
 )
 Index("ix_audit_records_run_id", audit_records.c.run_id)
-# An append retried with the same event id returns the stored record (NULLs may repeat).
-Index("ux_audit_records_event_id", audit_records.c.event_id, unique=True)
+# An append retried with the same event id returns the stored record. Partial, so records
+# without an event id (which may repeat) take no index entry.
+Index(
+    "ux_audit_records_event_id",
+    audit_records.c.event_id,
+    unique=True,
+    sqlite_where=audit_records.c.event_id.isnot(None),
+    postgresql_where=audit_records.c.event_id.isnot(None),
+)
 
 audit_heads = Table(
     "audit_heads",
