@@ -132,6 +132,10 @@ class DurableEngine:
             config["system_database_engine"] = self._engine
         DBOS(config=config)  # type: ignore[arg-type]
         if reset:
+            if self._engine is None:
+                # DBOS shares Charter's Postgres database, and its reset evicts every
+                # connection to it (or drops it): never on a database Charter is using.
+                raise UserError("resetting DBOS is for embedded SQLite test homes only")
             DBOS.reset_system_database()
         DBOS.launch()
         DurableEngine._current = self
