@@ -10,6 +10,7 @@ fixed order, and turns their decisions into outcomes.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -286,7 +287,9 @@ class Run:
                 decision,
             )
         )
-        text = f"QUEUED: {call.tool} will run once the whole run has succeeded"
+        # A result, not an error: the call was accepted and will happen.
+        text = json.dumps({"status": "queued", "detail": f"{call.tool} runs once the whole "
+                           "run has succeeded"})  # fmt: skip
         return self._finish(call, decision, "deferred", text, None)
 
     async def settle_effects(self, *, succeeded: bool) -> str | None:
