@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -79,3 +83,22 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
     assert "cannot reach the database" in str(caught.value)
     assert "s3cret-pw" not in str(caught.value)
     assert "***" in str(caught.value)
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # Several processes starting on one fresh file race to create the schema.
+    script = (
+        "import sys; from charter.storage import Database; "
+        "from charter.storage.migrate import ensure_schema; "
+        "d = Database(sys.argv[1]); ensure_schema(d); d.dispose()"
+    )
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=60)[1].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors
+    database = Database(url)
+    assert current_revision(database) == head_revision()
+    database.dispose()

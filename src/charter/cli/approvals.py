@@ -160,7 +160,7 @@ def reject(
 def terminate(
     id: IdArgument, reason: ReasonOption = "", by: AsOption = None, as_json: JsonOption = False
 ) -> None:
-    """Refuse one request and record that its run must end (a reason is required).
+    """Refuse one request and end its run as denied (a reason is required).
 
     Exit codes: 0 terminated; 2 refused or bad input.
     """
@@ -171,7 +171,7 @@ def terminate(
 def escalate(
     id: IdArgument, reason: ReasonOption = "", by: AsOption = None, as_json: JsonOption = False
 ) -> None:
-    """Hand one request on to someone with more authority (a reason is required).
+    """Refuse to decide here: the run ends as escalated to a human (a reason is required).
 
     Exit codes: 0 escalated; 2 refused or bad input.
     """

@@ -53,7 +53,11 @@ def upgrade(database: Database) -> tuple[str | None, str]:
     """Bring the schema to the newest migration; returns (from, to) revisions."""
     before = current_revision(database)
     config = _config()
-    with database.engine.begin() as connection:
+    # SQLite: take the write lock first (BEGIN IMMEDIATE). A deferred transaction that reads
+    # the schema version and then writes fails at once, without waiting, when another process
+    # migrated in between; an immediate one waits its turn and then finds nothing to do.
+    immediate = database.engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+    with immediate as connection, connection.begin():
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     return before, head_revision()
