@@ -101,7 +101,12 @@ def _print(rows: list[object]) -> None:
             format_usd(result.cost_usd),
         )
         for call in result.tool_calls:
-            if call.outcome != "executed":
+            if call.decision.rule_id.endswith(".compensate"):
+                notes.append(
+                    f"{row.ticket.ticket_id}: {call.tool} -> {call.outcome}, "
+                    f"{call.decision.reason} [bold]{call.decision.rule_id}[/]"
+                )
+            elif call.outcome not in ("executed", "deferred"):  # refused, held or dropped
                 args = ", ".join(
                     f"{k}={v!r}"
                     for k, v in call.arguments.items()
