@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sqlalchemy
-from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer
+from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer, SetWorkflowID
 from sqlalchemy.engine import make_url
 
 from charter.contract.loader import Charter
@@ -149,8 +149,6 @@ class DurableEngine:
 
     async def run(self, spec: RunSpec, *, run_id: str | None = None) -> dict[str, Any]:
         """Start ``spec`` as a durable run and wait for its end (through any approvals)."""
-        from dbos import SetWorkflowID
-
         with SetWorkflowID(run_id or f"run_{uuid.uuid4().hex}"):
             handle = await DBOS.start_workflow_async(charter_run, spec.as_dict())
         result: dict[str, Any] = await handle.get_result()

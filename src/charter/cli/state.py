@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from charter.cli.output import fail
 from charter.core.errors import UserError
@@ -62,7 +63,5 @@ def open_state(as_json: bool, *, must_exist: bool = False) -> Iterator[State]:
 
 
 def _sqlite_file_exists(database: Database) -> bool:
-    from pathlib import Path
-
     name = database.engine.url.database
     return name is not None and (name == ":memory:" or Path(name).exists())

@@ -18,7 +18,7 @@ from typing import Any
 
 from charter.contract.loader import Charter
 from charter.core.canonical import sha256_hex
-from charter.core.clock import Clock, SystemClock
+from charter.core.clock import Clock
 from charter.core.decision import Decision, Stage, Verdict
 from charter.core.errors import KillSignal
 from charter.core.events import EventBus, RunIdentity, ToolCallFinished, ToolCallOutcome
@@ -27,11 +27,10 @@ from charter.execution.approvals import (
     ApprovalGrants,
     ApprovalInbox,
     ApprovalRequest,
-    InMemoryGrants,
 )
 from charter.execution.call import PendingCall, ToolResult
 from charter.execution.effects import CompensableWrite, DeferredEffect, RunEffects
-from charter.execution.kill_switch import KillSwitches, KillSwitchView
+from charter.execution.kill_switch import KillSwitchView
 from charter.execution.stages.allowlist import AllowlistStage
 from charter.execution.stages.approval import ApprovalStage
 from charter.execution.stages.arguments import ArgumentsStage
@@ -43,7 +42,6 @@ from charter.execution.stages.policy import PolicyStage
 from charter.identity.principal import Environment, Principal
 from charter.identity.secrets import (
     ChainSecretProvider,
-    EnvSecretProvider,
     Redactor,
 )
 from charter.policy.budget import BudgetLedger, BudgetLimits
@@ -78,21 +76,6 @@ class RunServices:
     grants: ApprovalGrants
     inbox: ApprovalInbox
     clock: Clock
-
-    @classmethod
-    def in_memory(cls, *, clock: Clock | None = None) -> RunServices:
-        """Services with nothing durable: for tests and embedding."""
-        redactor = Redactor()
-        grants = InMemoryGrants()
-        return cls(
-            bus=EventBus(),
-            secrets=ChainSecretProvider([EnvSecretProvider()], redactor),
-            redactor=redactor,
-            kill_switches=KillSwitches(),
-            grants=grants,
-            inbox=grants,
-            clock=clock or SystemClock(),
-        )
 
 
 class Run:

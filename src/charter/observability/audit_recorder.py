@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from charter.core.events import (
     ApprovalDecided,
     Event,
@@ -33,9 +31,11 @@ class AuditRecorder:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ApprovalDecided):
-            self._log.append(_governance_entry(
-                "approval_decision", event.at, tenant=event.tenant, user=event.decided_by,
-                run_id=event.run_id, charter_name=event.charter_name, tool=event.tool,
+            actor = _actor(
+                event.tenant, event.decided_by, run_id=event.run_id, charter_name=event.charter_name
+            )
+            self._log.append(_entry(
+                actor, "approval_decision", event, tool=event.tool,
                 arguments_sha256=event.arguments_sha256, verdict=event.verdict,
                 reason=event.reason, rule_id=f"approval.{event.verdict}",
                 outcome=event.verdict, detail=f"approval request {event.request_id}",
@@ -44,10 +44,14 @@ class AuditRecorder:
             return
         if isinstance(event, KillSwitchChanged):
             kind, _, value = event.scope.partition(":")
-            self._log.append(_governance_entry(
-                "kill_switch", event.at, tenant=value if kind == "tenant" else GOVERNANCE_TENANT,
-                user=event.by, charter_name=value if kind == "charter" else "",
-                verdict=None, reason=event.reason, rule_id=f"kill-switch:{event.scope}",
+            actor = _actor(
+                value if kind == "tenant" else GOVERNANCE_TENANT,
+                event.by,
+                charter_name=value if kind == "charter" else "",
+            )
+            self._log.append(_entry(
+                actor, "kill_switch", event, reason=event.reason,
+                rule_id=f"kill-switch:{event.scope}",
                 outcome=event.action, detail=f"scope {event.scope}",
             ))  # fmt: skip
             return
@@ -102,7 +106,7 @@ class AuditRecorder:
 def _entry(
     run: RunIdentity,
     kind: str,
-    event: RunStarted | ToolCallFinished | RunFinished,
+    event: RunStarted | ToolCallFinished | RunFinished | ApprovalDecided | KillSwitchChanged,
     *,
     tool: str | None = None,
     arguments: dict[str, object] | None = None,
@@ -143,51 +147,22 @@ def _entry(
         approval_request_id=approval_request_id,
         # A durable step that runs again after a crash re-publishes its event with the same
         # id; the audit log then returns the stored record instead of writing a second one.
-        event_id=event.event_id or None,
+        event_id=getattr(event, "event_id", "") or None,
     )
 
 
-def _governance_entry(
-    kind: str,
-    at: datetime,
-    *,
-    tenant: str,
-    user: str,
-    reason: str,
-    outcome: str,
-    rule_id: str,
-    verdict: str | None,
-    run_id: str = "",
-    charter_name: str = "",
-    tool: str | None = None,
-    arguments_sha256: str | None = None,
-    detail: str = "",
-    approval_request_id: str | None = None,
-) -> AuditEntry:
-    """An entry for a human's governance action: who did it is the ``user``."""
-    return AuditEntry(
-        kind=kind,  # type: ignore[arg-type]
-        at=at,
+def _actor(tenant: str, user: str, *, run_id: str = "", charter_name: str = "") -> RunIdentity:
+    """Who a governance action is recorded for: the human who took it, outside any run."""
+    return RunIdentity(
+        run_id=run_id,
+        charter_name=charter_name,
+        charter_sha256="",
         tenant=tenant,
         user=user,
         service_principal="",
         roles=(),
         environment="",
-        run_id=run_id,
-        charter_name=charter_name,
-        charter_sha256="",
         model="",
         prompt_sha256="",
-        tool=tool,
-        arguments=None,
-        arguments_sha256=arguments_sha256,
-        verdict=verdict,
-        reason=reason,
-        rule_id=rule_id,
-        stage=None,
-        outcome=outcome,
         trace_id="",
-        span_id="",
-        detail=detail,
-        approval_request_id=approval_request_id,
     )
