@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charter.cli import approvals, audit, db, demo, kill, roles, run, validate, worker
+from charter.cli import approvals, audit, db, demo, kill, roles, run, runs, validate, worker
 
 app = typer.Typer(
     name="charter",
@@ -24,6 +24,7 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(roles.app, name="roles")
+app.add_typer(runs.app, name="runs")
 
 
 def main() -> None:

@@ -18,10 +18,14 @@ from typing import Annotated
 import typer
 
 from charter.cli.output import JsonOption, check_text, console, emit_json, fail
-from charter.cli.state import open_state
+from charter.cli.state import State, open_state
 from charter.core.clock import SystemClock
 from charter.core.errors import UserError
+from charter.core.settings import Settings
+from charter.durable import stop_parked_runs
+from charter.execution.approval_store import ApprovalStore
 from charter.execution.kill_store import ActiveKillRecord, KillSwitchStore
+from charter.identity.roles import RoleGrants
 
 __all__ = ["kill", "revive"]
 
@@ -43,13 +47,13 @@ OperatorOption = Annotated[
 
 
 @contextmanager
-def _opened(as_json: bool) -> Iterator[KillSwitchStore]:
+def _opened(as_json: bool) -> Iterator[tuple[KillSwitchStore, State]]:
     """The store on the configured database, audited; errors exit 2 with the message."""
     with open_state(as_json) as state:
         try:
             store = KillSwitchStore(state.database, SystemClock(), state.bus)
             try:
-                yield store
+                yield store, state
             finally:
                 store.close()
         except UserError as exc:
@@ -89,6 +93,9 @@ def kill(
 ) -> None:
     """Stop every tool and model call in SCOPE, in every process, from the next call on.
 
+    Runs in SCOPE parked for approval stop now: their requests are withdrawn and durable
+    runs are woken to end as killed, discarding their outboxes.
+
     Example: charter kill charter:support-triage --reason "refund loop" --as alice
 
     charter kill --list shows the kills in force (who, when, why).
@@ -109,12 +116,21 @@ def kill(
     by = _operator(operator, as_json)
     check_text(scope, "SCOPE", as_json=as_json)
     check_text(reason, "--reason", as_json=as_json)
-    with _opened(as_json) as store:
+    with _opened(as_json) as (store, state):
         record = store.kill(scope, reason, by=by)
+        clock = SystemClock()
+        approvals = ApprovalStore(
+            state.database, clock, state.bus, RoleGrants(state.database, clock)
+        )
+        stopped = stop_parked_runs(
+            Settings.from_env(), approvals, scope=record.scope, reason=reason, by=by
+        )
     if as_json:
-        emit_json({"ok": True, "killed": record.as_dict()})
+        emit_json({"ok": True, "killed": record.as_dict(), "parked_runs_stopped": stopped})
     else:
         console.print(f"[bold red]killed[/] {_line(record)}", soft_wrap=True)
+        for run_id in stopped:
+            console.print(f"stopped {run_id}, which was waiting for approval", soft_wrap=True)
 
 
 def revive(
@@ -132,7 +148,7 @@ def revive(
         )
     by = _operator(operator, as_json)
     check_text(scope, "SCOPE", as_json=as_json)
-    with _opened(as_json) as store:
+    with _opened(as_json) as (store, _):
         record = store.revive(scope, by=by)
     if as_json:
         emit_json({"ok": True, "revived": record.as_dict(), "revived_by": by})
@@ -141,7 +157,7 @@ def revive(
 
 
 def _list(as_json: bool) -> None:
-    with _opened(as_json) as store:
+    with _opened(as_json) as (store, _):
         records = store.active()
     if as_json:
         emit_json({"ok": True, "kills": [record.as_dict() for record in records]})

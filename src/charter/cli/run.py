@@ -8,13 +8,21 @@ from typing import Annotated, Any
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, JsonOption, check_text, emit_json, fail, stderr
+from charter.cli.output import (
+    EXIT_FAILED,
+    JsonOption,
+    check_text,
+    console,
+    emit_json,
+    fail,
+    stderr,
+)
 from charter.cli.render import print_run
 from charter.contract.loader import Charter
 from charter.core.errors import CharterInvalid, UserError
 from charter.core.ids import new_id
 from charter.core.settings import Settings
-from charter.durable import DurableEngine, RunSpec
+from charter.durable import DurableEngine, RunSpec, enqueue_run
 from charter.identity.principal import ENVIRONMENTS, Principal
 from charter.runtime import Runtime
 
@@ -46,6 +54,15 @@ def run(
             envvar="CHARTER_DURABLE",
         ),
     ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="Queue the run for 'charter worker' processes and return at once, printing "
+            "its id (implies --durable). Follow it with 'charter runs show ID'.",
+            envvar="CHARTER_DETACH",
+        ),
+    ] = False,
     worker_id: Annotated[
         str | None,
         typer.Option(
@@ -69,8 +86,12 @@ def run(
     Example: charter run examples/support_desk/charter.yaml -i "Please handle ticket T-1001."
     --user alice --tenant acme --role support
 
-    Exit codes: 0 the run succeeded; 1 it ended otherwise (denied, awaiting approval,
-    escalated, over budget, failed, killed); 2 bad input or configuration.
+    Durable runs (--durable, --detach) go through the charter's run queue, so its
+    concurrency limits hold however they were started.
+
+    Exit codes: 0 the run succeeded (or, with --detach, was queued); 1 it ended otherwise
+    (denied, awaiting approval, escalated, over budget, failed, killed); 2 bad input or
+    configuration.
     """
     check_text(user_input, "--input", as_json=as_json)
     if environment is not None and environment not in ENVIRONMENTS:
@@ -87,18 +108,21 @@ def run(
     except CharterInvalid as exc:
         fail(f"{exc}\nrun 'charter validate {charter_file}' for details", as_json=as_json)
     settings = Settings.from_env()
+    spec = RunSpec(
+        charter_path=str(charter_file.resolve()),
+        charter_sha256=charter.content_sha256,
+        user=principal.user,
+        tenant=principal.tenant,
+        roles=principal.roles,
+        environment=environment or settings.environment,
+        input=user_input,
+    )
+    if detach:
+        queue_detached(settings, charter, spec, as_json)
+        return
     try:
         with Runtime(settings) as runtime:
             if durable:
-                spec = RunSpec(
-                    charter_path=str(charter_file.resolve()),
-                    charter_sha256=charter.content_sha256,
-                    user=principal.user,
-                    tenant=principal.tenant,
-                    roles=principal.roles,
-                    environment=environment or settings.environment,
-                    input=user_input,
-                )
                 result = run_durably(runtime, spec, worker_id, approval_timeout, as_json)
             else:
                 model = runtime.build_model(charter)
@@ -121,6 +145,24 @@ def run(
         print_run(result)
     if result["outcome"] != "succeeded":
         raise typer.Exit(EXIT_FAILED)
+
+
+def queue_detached(settings: Settings, charter: Charter, spec: RunSpec, as_json: bool) -> None:
+    """Queue ``spec`` for the workers and say how to follow it."""
+    try:
+        with Runtime(settings):  # creates or checks Charter's own tables before any worker
+            pass
+        status = enqueue_run(settings, charter, spec, new_id("run"))
+    except UserError as exc:
+        fail(str(exc), as_json=as_json)
+    if as_json:
+        emit_json({"ok": True, **status.as_dict()})
+        return
+    console.print(f"queued {status.run_id} on {status.queue}", soft_wrap=True)
+    console.print(
+        f"a 'charter worker' runs it; follow with: charter runs show {status.run_id} --wait 60",
+        soft_wrap=True,
+    )
 
 
 def run_durably(

@@ -213,6 +213,26 @@ class SloSpec(_Strict):
         return value
 
 
+class Concurrency(_Strict):
+    """How many runs of this charter may execute at once, across every worker."""
+
+    max_runs: int | None = Field(default=None, ge=1, le=100_000)
+    max_runs_per_tenant: int | None = Field(default=None, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _per_tenant_within_total(self) -> Concurrency:
+        if (
+            self.max_runs is not None
+            and self.max_runs_per_tenant is not None
+            and self.max_runs_per_tenant > self.max_runs
+        ):
+            raise ValueError(
+                f"max_runs_per_tenant ({self.max_runs_per_tenant}) cannot exceed "
+                f"max_runs ({self.max_runs})"
+            )
+        return self
+
+
 class EvalGate(_Strict):
     min_pass_rate: float = Field(ge=0, le=1)
 
@@ -236,6 +256,7 @@ class CharterSpec(_Strict):
     policies: Policies = Field(default_factory=Policies)
     slos: list[SloSpec] = Field(default_factory=list)
     evals: Evals | None = None
+    concurrency: Concurrency = Field(default_factory=Concurrency)
 
     def tool_timeout(self, name: str) -> float | None:
         """The effective time limit for one call of ``name``: the tool's, else the budget's."""

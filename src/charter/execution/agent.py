@@ -287,6 +287,9 @@ async def _after_approval(
     decided: ApprovalOutcome,
 ) -> tuple[ToolResult, _Stop | None]:
     """Act on a human's decision: run the approved call, or tell the model, or stop."""
+    if decided.verdict == "kill":
+        # Recorded by the wait itself, so a replay after a crash stops here the same way.
+        raise KillSignal(decided.scope or "unknown", decided.reason)
     who = f"{decided.by}: {decided.reason}" if decided.reason else decided.by
     if decided.verdict == "approve":
         # The same call again: the approval stage finds the grant for these exact arguments.

@@ -8,7 +8,7 @@ Statuses::
 
     pending --approve--> approved --used by the run (StoreGrants)--> executed
             --reject---> rejected
-            --terminate> terminated
+            --terminate> terminated   (also: withdrawn when the kill switch stops the run)
             --escalate-> escalated
             --(no decision before expires_at)--> expired   (counts as rejected)
 
@@ -346,6 +346,30 @@ class ApprovalStore:
             self._check_open(self.get(id), verdict)
             raise UserError(f"approval request {id!r} could not be decided; try again")
         return self._publish(record, verdict, by, reason, now)
+
+    def withdraw(self, id: str, *, by: str, reason: str) -> ApprovalRecord | None:
+        """Terminate the pending request ``id`` because its run is being stopped by the kill
+        switch. No approver role is needed: the operator who pulled the switch answers for
+        it, and is recorded as the decider.
+
+        Returns:
+            The terminated record, or None if the request was no longer pending.
+
+        Raises:
+            UserError: the request does not exist, or ``by`` or ``reason`` is empty.
+            DatabaseUnavailable: the database cannot be read or written.
+        """
+        if not by.strip() or not reason.strip():
+            raise UserError("withdrawing an approval request needs who and why")
+        now = self._clock.now()
+        record = self.get(id)
+        if record.status != "pending":
+            return None
+        if not self._transition(
+            id, "pending", "terminated", by=by, reason=reason, at=now, unexpired=False
+        ):
+            return None
+        return self._publish(record, "terminate", by, reason, now)
 
     def expire_due(self) -> builtins.list[ApprovalRecord]:
         """Mark every pending request past its expiry as expired and publish each.

@@ -20,11 +20,14 @@ if TYPE_CHECKING:
     from charter.execution.approvals import ApprovalRequest
     from charter.execution.run import Run
 
-__all__ = ["DbosSteps", "approval_topic"]
+__all__ = ["KILL_VERDICT", "DbosSteps", "approval_topic"]
+
+KILL_VERDICT = "kill"
+"""The message verdict that wakes a parked run because its scope was killed."""
 
 _WORK: contextvars.ContextVar[Work] = contextvars.ContextVar("charter_step_work")
 _RUN: contextvars.ContextVar[Run] = contextvars.ContextVar("charter_step_run")
-_VERDICTS = frozenset({"approve", "reject", "terminate", "escalate", "expire"})
+_VERDICTS = frozenset({"approve", "reject", "terminate", "escalate", "expire", KILL_VERDICT})
 
 
 def approval_topic(request_id: str) -> str:
@@ -70,5 +73,8 @@ class DbosSteps:
         if not isinstance(message, dict) or message.get("verdict") not in _VERDICTS:
             return ApprovalOutcome("expire", "system", "no decision before the request expired")
         return ApprovalOutcome(
-            message["verdict"], str(message.get("by", "")), str(message.get("reason", ""))
+            message["verdict"],
+            str(message.get("by", "")),
+            str(message.get("reason", "")),
+            str(message.get("scope", "")),
         )

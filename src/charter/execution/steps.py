@@ -25,11 +25,16 @@ Work = Callable[[], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True, slots=True)
 class ApprovalOutcome:
-    """What a human decided about a request the run was waiting on."""
+    """What a human decided about a request the run was waiting on.
 
-    verdict: Literal["approve", "reject", "terminate", "escalate", "expire"]
+    ``kill`` is not a decision but a wake-up: the kill switch fired on ``scope`` while the
+    run waited, and it must stop now.
+    """
+
+    verdict: Literal["approve", "reject", "terminate", "escalate", "expire", "kill"]
     by: str
     reason: str
+    scope: str = ""
 
 
 class Steps(Protocol):

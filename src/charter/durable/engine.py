@@ -3,6 +3,8 @@
 Charter owns the process's single DBOS instance (``DurableEngine``). A durable run is the
 ``charter_run`` workflow: the built-in agent loop with ``DbosSteps``, so each model turn and
 tool call is a recorded step and each approval a durable wait (``execution/dbos_steps.py``).
+Runs go through their charter's queue (``queues.py``), so its concurrency limits hold for
+runs started here and runs enqueued by ``charter run --detach`` alike.
 
 Choices, each from a trap found when DBOS 3.4 was tried on this project's machines
 (docs/dbos-notes.md):
@@ -12,8 +14,6 @@ Choices, each from a trap found when DBOS 3.4 was tried on this project's machin
   unrelated code change would silently orphan runs parked for approval.
 - Every process gets its own executor id; two processes sharing one recover each other's
   runs and execute steps twice. Restart a crashed worker with the same id to recover its runs.
-- On SQLite, DBOS's system database is a file beside Charter's, opened in WAL mode; on
-  Postgres it is Charter's own database (DBOS keeps its tables in the ``dbos`` schema).
 """
 
 from __future__ import annotations
@@ -22,26 +22,26 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import sqlalchemy
-from dbos import DBOS, DBOSClient, DBOSPortableJSONSerializer, SetWorkflowID
-from sqlalchemy.engine import make_url
+from dbos import DBOS, DBOSPortableJSONSerializer, SetEnqueueOptions, SetWorkflowID
 
 from charter.contract.loader import Charter
 from charter.core.errors import UserError
-from charter.core.settings import Settings
+from charter.durable.queues import POLLING_SECONDS, queue_limits, queue_name
+from charter.durable.system_db import APP_NAME, system_database
 from charter.execution.agent import run_agent
-from charter.execution.dbos_steps import DbosSteps, approval_topic
+from charter.execution.dbos_steps import DbosSteps
 from charter.identity.principal import Principal
 from charter.runtime import Runtime
-from charter.storage.database import sqlite_pragmas
 
-__all__ = ["WORKFLOW_VERSION", "DurableEngine", "RunSpec", "notify_decision", "system_database"]
+__all__ = ["WORKFLOW_NAME", "WORKFLOW_VERSION", "DurableEngine", "RunSpec"]
 
 WORKFLOW_VERSION = "charter-workflows-1"
 """Bump when a change to the workflow code would replay old records differently."""
 
-_APP_NAME = "charter"
-_POLLING_SECONDS = 0.05  # ~25 ms from an approval to the run resuming, on SQLite
+_NOTIFY_POLLING_SECONDS = 0.05  # ~25 ms from an approval to the run resuming, on SQLite
+
+WORKFLOW_NAME = "charter_run"
+"""The workflow's registered name, for clients that enqueue it without importing it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +68,6 @@ class RunSpec:
             "input": self.input,
             "max_steps": self.max_steps,
         }
-
-
-def system_database(settings: Settings) -> tuple[str, sqlalchemy.Engine | None]:
-    """DBOS's system database URL, and for SQLite a WAL-mode engine DBOS should use."""
-    url = make_url(settings.database)
-    if url.get_backend_name() == "postgresql":
-        return url.set(drivername="postgresql+psycopg").render_as_string(False), None
-    path = settings.home / "dbos.sqlite3"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    system_url = f"sqlite:///{path}"
-    engine = sqlalchemy.create_engine(system_url, connect_args={"timeout": 30})
-    sqlalchemy.event.listen(engine, "connect", sqlite_pragmas)
-    return system_url, engine
 
 
 class DurableEngine:
@@ -118,12 +105,12 @@ class DurableEngine:
         if DurableEngine._current is not None:
             raise UserError("a durable engine is already running in this process")
         config: dict[str, Any] = {
-            "name": _APP_NAME,
+            "name": APP_NAME,
             "system_database_url": self._url,
             "application_version": WORKFLOW_VERSION,
             "executor_id": self.executor_id,
-            "notification_listener_polling_interval_sec": _POLLING_SECONDS,
-            "scheduler_polling_interval_sec": _POLLING_SECONDS,
+            "notification_listener_polling_interval_sec": _NOTIFY_POLLING_SECONDS,
+            "scheduler_polling_interval_sec": POLLING_SECONDS,
             "serializer": DBOSPortableJSONSerializer(),
             "enable_otlp": False,
             "log_level": "WARNING",
@@ -148,9 +135,17 @@ class DurableEngine:
             self._engine.dispose()
 
     async def run(self, spec: RunSpec, *, run_id: str | None = None) -> dict[str, Any]:
-        """Start ``spec`` as a durable run and wait for its end (through any approvals)."""
-        with SetWorkflowID(run_id or f"run_{uuid.uuid4().hex}"):
-            handle = await DBOS.start_workflow_async(charter_run, spec.as_dict())
+        """Queue ``spec`` as a durable run and wait for its end (through any approvals).
+
+        This process serves the queue too, but any worker may be the one that executes it.
+        """
+        charter = Charter.load(spec.charter_path)
+        queue = await DBOS.register_queue_async(queue_name(charter.name), **queue_limits(charter))
+        with (
+            SetWorkflowID(run_id or f"run_{uuid.uuid4().hex}"),
+            SetEnqueueOptions(queue_partition_key=spec.tenant, app_version=WORKFLOW_VERSION),
+        ):
+            handle = await queue.enqueue_async(charter_run, spec.as_dict())
         result: dict[str, Any] = await handle.get_result()
         return result
 
@@ -191,45 +186,4 @@ async def charter_run(spec: dict[str, Any]) -> dict[str, Any]:
     return result.as_dict()
 
 
-def _dbos_ever_ran(settings: Settings) -> bool:
-    """Whether DBOS's tables exist: without them no durable run exists to tell anything."""
-    url = make_url(settings.database)
-    if url.get_backend_name() != "postgresql":
-        return (settings.home / "dbos.sqlite3").exists()
-    engine = sqlalchemy.create_engine(url.set(drivername="postgresql+psycopg"))
-    try:
-        with engine.connect() as connection:
-            found = connection.execute(
-                sqlalchemy.text("SELECT to_regclass('dbos.workflow_status')")
-            ).scalar()
-        return found is not None
-    finally:
-        engine.dispose()
-
-
-def notify_decision(settings: Settings, *, run_id: str, request_id: str, verdict: str,
-                    by: str, reason: str) -> bool:  # fmt: skip
-    """Tell a durable run waiting on ``request_id`` what was decided; False if no durable run
-    with that id exists (an in-process run that stopped at the approval)."""
-    if not _dbos_ever_ran(settings):
-        return False
-    url, engine = system_database(settings)
-    kwargs: dict[str, Any] = {
-        "serializer": DBOSPortableJSONSerializer(),
-        "application_name": _APP_NAME,
-    }
-    if engine is not None:
-        kwargs["system_database_engine"] = engine
-    try:
-        client = DBOSClient(system_database_url=url, **kwargs)
-        try:
-            if not client.list_workflows(workflow_ids=[run_id]):
-                return False
-            message = {"verdict": verdict, "by": by, "reason": reason}
-            client.send(run_id, message, topic=approval_topic(request_id))
-            return True
-        finally:
-            client.destroy()
-    finally:
-        if engine is not None:
-            engine.dispose()
+assert charter_run.__qualname__ == WORKFLOW_NAME

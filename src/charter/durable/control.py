@@ -1,0 +1,150 @@
+"""Acting on durable runs from a process that hosts none: enqueue, decide, wake, look.
+
+Everything here goes through a ``DBOSClient`` (``system_db.dbos_client``), so the CLI can
+queue a run for ``charter worker`` processes, deliver an approver's decision to a parked run,
+or wake runs parked in a scope that was just killed, whether or not a worker is running: a
+message sent while no worker runs waits in the database for the run's worker to come back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from charter.contract.loader import Charter
+from charter.core.errors import DatabaseUnavailable, UserError
+from charter.core.settings import Settings
+from charter.durable.engine import WORKFLOW_NAME, WORKFLOW_VERSION, RunSpec
+from charter.durable.queues import queue_limits, queue_name
+from charter.durable.system_db import APP_NAME, dbos_client, dbos_tables_exist, migrate_dbos
+from charter.execution.approval_store import ApprovalStore
+from charter.execution.dbos_steps import KILL_VERDICT, approval_topic
+
+__all__ = ["RunStatus", "enqueue_run", "notify_decision", "run_status", "stop_parked_runs"]
+
+_EVERY_PENDING = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """Where a durable run is: DBOS's status, and the run's result once it has one."""
+
+    run_id: str
+    status: str  # ENQUEUED, PENDING (running or parked), SUCCESS, ERROR, CANCELLED, ...
+    queue: str | None
+    executor: str | None
+    result: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "queue": self.queue,
+            "executor": self.executor,
+            "result": self.result,
+        }
+
+
+def enqueue_run(settings: Settings, charter: Charter, spec: RunSpec, run_id: str) -> RunStatus:
+    """Queue ``spec`` on its charter's queue for any worker; returns at once.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    migrate_dbos(settings)  # a client never creates DBOS's tables itself
+    name = queue_name(charter.name)
+    options: Any = {
+        "queue_name": name,
+        "workflow_name": WORKFLOW_NAME,
+        "workflow_id": run_id,
+        "queue_partition_key": spec.tenant,
+        # Without it a run waits for the newest version any worker ever registered.
+        "app_version": WORKFLOW_VERSION,
+    }
+    try:
+        with dbos_client(settings) as client:
+            client.register_queue(name, application_name=APP_NAME, **queue_limits(charter))
+            client.enqueue(options, spec.as_dict())
+    except SQLAlchemyError as exc:
+        raise _unavailable("queue the run", exc) from None
+    return RunStatus(run_id, "ENQUEUED", name, None, None)
+
+
+def run_status(settings: Settings, run_id: str) -> RunStatus:
+    """The durable run ``run_id``'s status and, when it has ended, its result.
+
+    Raises:
+        UserError: no durable run has that id.
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    if not dbos_tables_exist(settings):
+        raise UserError(f"no durable run {run_id!r}: no durable run has ever been started here")
+    try:
+        with dbos_client(settings) as client:
+            found = client.list_workflows(workflow_ids=[run_id])
+            if not found:
+                raise UserError(f"no durable run {run_id!r}")
+            workflow = found[0]
+            result = workflow.output if workflow.status == "SUCCESS" else None
+    except SQLAlchemyError as exc:
+        raise _unavailable("read the run", exc) from None
+    return RunStatus(
+        run_id,
+        str(workflow.status),
+        workflow.queue_name,
+        workflow.executor_id,
+        result if isinstance(result, dict) else None,
+    )
+
+
+def notify_decision(settings: Settings, *, run_id: str, request_id: str, verdict: str,
+                    by: str, reason: str) -> bool:  # fmt: skip
+    """Tell a durable run waiting on ``request_id`` what was decided; False if no durable run
+    with that id exists (an in-process run that stopped at the approval)."""
+    message = {"verdict": verdict, "by": by, "reason": reason}
+    return _send(settings, run_id, approval_topic(request_id), message)
+
+
+def stop_parked_runs(
+    settings: Settings, approvals: ApprovalStore, *, scope: str, reason: str, by: str
+) -> list[str]:
+    """Stop the runs parked for approval in ``scope``, which was just killed.
+
+    Each pending request in the scope is withdrawn (terminated, audited, by ``by``), and its
+    durable run is woken to stop now, discarding its outbox, rather than when a decision or
+    its timeout would have woken it.
+
+    Returns:
+        The ids of the runs woken.
+    """
+    woken = []
+    for request in approvals.list(status="pending", limit=_EVERY_PENDING):
+        if scope not in ("all", f"charter:{request.charter_name}", f"tenant:{request.tenant}"):
+            continue
+        if approvals.withdraw(request.id, by=by, reason=f"kill switch on {scope}: {reason}"):
+            message = {"verdict": KILL_VERDICT, "by": by, "reason": reason, "scope": scope}
+            if _send(settings, request.run_id, approval_topic(request.id), message):
+                woken.append(request.run_id)
+    return woken
+
+
+def _send(settings: Settings, run_id: str, topic: str, message: dict[str, str]) -> bool:
+    if not dbos_tables_exist(settings):
+        return False
+    try:
+        with dbos_client(settings) as client:
+            found = client.list_workflows(
+                workflow_ids=[run_id], load_input=False, load_output=False
+            )
+            if not found:
+                return False
+            client.send(run_id, message, topic=topic)
+            return True
+    except SQLAlchemyError as exc:
+        raise _unavailable("deliver the message", exc) from None
+
+
+def _unavailable(doing: str, exc: SQLAlchemyError) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"cannot {doing}: the database failed ({type(exc).__name__})")
