@@ -3,6 +3,10 @@
 Everything is in memory and deterministic so demos, evals and benchmarks replay exactly.
 ``snapshot()`` / ``from_snapshot()`` let a test or an eval compare the world before and after
 a run, and let a durable run restore the desk it started with.
+
+Give the desk an ``EffectsLedger`` (``effects.py``) and refunds and emails also go through it:
+a durable record, outside Charter and shared by processes, of the effects that really
+happened. The ledger is not part of the snapshot.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import copy
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
+
+from .effects import EffectsLedger
 
 __all__ = [
     "Customer",
@@ -85,13 +91,20 @@ class InboxEmail:
 
 @dataclass
 class SupportDesk:
-    """The whole simulated world. Lookups of unknown ids raise ``KeyError``."""
+    """The whole simulated world. Lookups of unknown ids raise ``KeyError``.
+
+    With a ``ledger``, ``issue_refund`` and ``send_email`` deliver through it, so a key is paid
+    or sent once across processes; the lists here still get one entry per key (with the
+    ledger's id), so return values and snapshots look as they do without one.
+    """
 
     tickets: dict[str, Ticket] = field(default_factory=dict)
     customers: dict[str, Customer] = field(default_factory=dict)
     refunds: list[Refund] = field(default_factory=list)
     outbox: list[OutboxEmail] = field(default_factory=list)
     inbox: dict[str, list[InboxEmail]] = field(default_factory=dict)
+    # The outside world, not the desk's state: not compared, not in the snapshot.
+    ledger: EffectsLedger | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def default(cls) -> SupportDesk:
@@ -164,6 +177,8 @@ class SupportDesk:
         """Pay out once per idempotency key: a retried call gets the first refund back."""
         for refund in self.refunds:
             if refund.idempotency_key == idempotency_key:
+                if self.ledger is not None:  # the provider still sees (and counts) the retry
+                    self.ledger.deliver("refund", idempotency_key, _refund_payload(refund))
                 return refund
         self.ticket(ticket_id)
         if amount_usd <= 0:
@@ -176,6 +191,10 @@ class SupportDesk:
             idempotency_key=idempotency_key,
             authorized_by=authorized_by,
         )
+        if self.ledger is not None:
+            refund.refund_id, _ = self.ledger.deliver(
+                "refund", idempotency_key, _refund_payload(refund)
+            )
         self.refunds.append(refund)
         return refund
 
@@ -185,6 +204,8 @@ class SupportDesk:
         """Queue an email once per idempotency key, like a provider that dedupes sends."""
         for sent in self.outbox:
             if sent.idempotency_key == key:
+                if self.ledger is not None:  # the provider still sees (and counts) the retry
+                    self.ledger.deliver("email", key, _email_payload(sent))
                 return sent
         self.ticket(ticket_id)
         email = OutboxEmail(
@@ -196,6 +217,8 @@ class SupportDesk:
             ticket_id=ticket_id,
             idempotency_key=key,
         )
+        if self.ledger is not None:
+            email.message_id, _ = self.ledger.deliver("email", key, _email_payload(email))
         self.outbox.append(email)
         return email
 
@@ -221,8 +244,13 @@ class SupportDesk:
         }
 
     @classmethod
-    def from_snapshot(cls, data: dict[str, Any]) -> SupportDesk:
-        """Rebuild a desk from ``snapshot()`` output (the input is not mutated or shared)."""
+    def from_snapshot(
+        cls, data: dict[str, Any], *, ledger: EffectsLedger | None = None
+    ) -> SupportDesk:
+        """Rebuild a desk from ``snapshot()`` output (the input is not mutated or shared).
+
+        The ledger is not in the snapshot: pass the one the rebuilt desk should deliver to.
+        """
         data = copy.deepcopy(data)
         return cls(
             tickets={t["id"]: Ticket(**t) for t in data["tickets"]},
@@ -235,4 +263,26 @@ class SupportDesk:
                 tid: [InboxEmail(m["from"], m["subject"], m["body"]) for m in mails]
                 for tid, mails in data["inbox"].items()
             },
+            ledger=ledger,
         )
+
+
+def _refund_payload(refund: Refund) -> dict[str, Any]:
+    """What the payment provider is told (the id is its to give)."""
+    return {
+        "ticket_id": refund.ticket_id,
+        "amount_usd": str(refund.amount_usd),
+        "account": refund.account,
+        "authorized_by": refund.authorized_by,
+    }
+
+
+def _email_payload(email: OutboxEmail) -> dict[str, Any]:
+    """What the email provider is told (the id is its to give)."""
+    return {
+        "to": email.to,
+        "template": email.template,
+        "subject": email.subject,
+        "body": email.body,
+        "ticket_id": email.ticket_id,
+    }

@@ -9,15 +9,19 @@ that sync and async tools are governed alike.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from charter.contract.tool import ToolContext, ToolSpec, tool
 
 from .desk import SupportDesk
+from .effects import EffectsLedger
 
 __all__ = [
+    "EFFECTS_DB_ENV",
     "TOOLKIT",
     "delete_record",
     "get_ticket",
@@ -31,6 +35,8 @@ __all__ = [
     "update_crm",
     "update_ticket",
 ]
+
+EFFECTS_DB_ENV = "SUPPORT_DESK_EFFECTS_DB"
 
 _SUBJECTS = {
     "refund_confirmation": "Your refund for {ticket_id}",
@@ -221,5 +227,14 @@ TOOLKIT: tuple[ToolSpec, ...] = (
 
 
 def make_resources() -> tuple[object, ...]:
-    """A fresh desk for every run started by ``charter run`` (see ``Runtime.toolkit_resources``)."""
-    return (SupportDesk.default(),)
+    """A fresh desk for every run started by ``charter run`` (see ``Runtime.toolkit_resources``).
+
+    If the environment variable ``SUPPORT_DESK_EFFECTS_DB`` names a file, the desk delivers
+    its refunds and emails through an ``EffectsLedger`` on it (created if missing): a durable
+    record, shared by every process, of the effects that really happened, so a crash test can
+    count them after killing workers. Unset or empty, the desk is in memory only.
+    """
+    desk = SupportDesk.default()
+    if path := os.environ.get(EFFECTS_DB_ENV):
+        desk.ledger = EffectsLedger(Path(path))
+    return (desk,)

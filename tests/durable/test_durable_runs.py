@@ -3,39 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from charter_examples.support_desk.demo import CHARTER_PATH
-
-from charter import Charter, Runtime, Settings
-from charter.durable import DurableEngine, RunSpec, notify_decision
-from charter.identity.secrets import EnvSecretProvider
-
-SECRET = {"CHARTER_SECRET_PAYMENTS_REFUND": "sk_test_durable_1234"}
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[DurableEngine]:
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    runtime = Runtime(settings, secret_providers=[EnvSecretProvider(SECRET)])
-    durable = DurableEngine(runtime, executor_id="test-worker", approval_timeout_seconds=30)
-    durable.launch(reset=True)
-    try:
-        yield durable
-    finally:
-        durable.destroy()
-        runtime.close()
-
-
-def spec(ticket: str, user: str = "alice") -> RunSpec:
-    charter = Charter.load(CHARTER_PATH)
-    return RunSpec(
-        charter_path=str(CHARTER_PATH), charter_sha256=charter.content_sha256, user=user,
-        tenant="acme", roles=("support",), environment="prod",
-        input=f"Please handle ticket {ticket}.",
-    )  # fmt: skip
+from charter.durable import DurableEngine, notify_decision
+from tests.durable.support import spec
 
 
 def test_a_durable_run_is_governed_like_any_other(engine: DurableEngine) -> None:
