@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from charter.core.errors import DatabaseUnavailable
 from charter.core.settings import Settings
-from charter.storage.database import sqlite_pragmas
+from charter.storage.database import sqlite_wal_pragmas
 
 __all__ = ["APP_NAME", "dbos_client", "dbos_tables_exist", "migrate_dbos", "system_database"]
 
@@ -36,7 +36,7 @@ def system_database(settings: Settings) -> tuple[str, sqlalchemy.Engine | None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     system_url = f"sqlite:///{path}"
     engine = sqlalchemy.create_engine(system_url, connect_args={"timeout": 30})
-    sqlalchemy.event.listen(engine, "connect", sqlite_pragmas)
+    sqlalchemy.event.listen(engine, "connect", sqlite_wal_pragmas)
     return system_url, engine
 
 

@@ -409,7 +409,10 @@ class Run:
                 duration_ms=duration_ms,
                 detail=text if outcome != "executed" else "",
                 approval_request_id=approval.id if approval else None,
-                event_id=call.event_id,
+                # One fact per id: a step re-run after a crash that ends the same way is not
+                # recorded twice, and one that ends differently (an approval granted while
+                # the worker was down) is recorded too rather than lost.
+                event_id=f"{call.event_id}/{outcome}",
             )
         )
         result = ToolResult(

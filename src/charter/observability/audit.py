@@ -21,7 +21,9 @@ Event ids
     workflow). Appending an entry whose event id is already recorded writes nothing and
     returns the stored record, so a step that runs again after a crash does not record itself
     twice. The stored record wins even if the new entry differs in other fields, even its
-    tenant: event ids are unique across tenants (a unique index, partial, so records without
+    tenant, so an event id must name the fact, not just the moment: a tool call's id ends
+    with its outcome, so a re-run that ends differently is a new fact, recorded too.
+    Event ids are unique across tenants (a unique index, partial, so records without
     one take no index entry). The lookup happens inside the write transaction, one query per
     batch, only when some entry of the batch has an event id.
 

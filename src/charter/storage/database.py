@@ -92,6 +92,16 @@ def redact_url(url: str) -> str:
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Autocommit at the driver level: SQLAlchemy's "begin" hook issues BEGIN itself.
     dbapi_connection.isolation_level = None
+    sqlite_wal_pragmas(dbapi_connection, _record)
+
+
+def sqlite_wal_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL, NORMAL sync, a busy timeout and foreign keys, leaving transactions to the driver.
+
+    For engines whose owner relies on the driver's own transaction handling (DBOS's): with
+    the driver in autocommit and no "begin" hook, their transactions would silently be
+    statement by statement, and a crash between two statements would tear them apart.
+    """
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode = WAL")
