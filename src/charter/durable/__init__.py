@@ -7,6 +7,7 @@
 """
 
 from charter.durable.control import (
+    DurableControl,
     RunStatus,
     enqueue_run,
     notify_decision,
@@ -18,6 +19,7 @@ from charter.durable.system_db import migrate_dbos, system_database
 
 __all__ = [
     "WORKFLOW_VERSION",
+    "DurableControl",
     "DurableEngine",
     "RunSpec",
     "RunStatus",

@@ -4,13 +4,20 @@ Everything here goes through a ``DBOSClient`` (``system_db.dbos_client``), so th
 queue a run for ``charter worker`` processes, deliver an approver's decision to a parked run,
 or wake runs parked in a scope that was just killed, whether or not a worker is running: a
 message sent while no worker runs waits in the database for the run's worker to come back.
+
+``DurableControl`` keeps one client open for a long-lived caller (an approvals service: a
+decision then reaches the run without a new connection); the module functions open one
+for a single call (the CLI).
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
+from dbos import DBOSClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from charter.contract.loader import Charter
@@ -22,7 +29,14 @@ from charter.durable.system_db import APP_NAME, dbos_client, dbos_tables_exist, 
 from charter.execution.approval_store import ApprovalStore
 from charter.execution.dbos_steps import KILL_VERDICT, approval_topic
 
-__all__ = ["RunStatus", "enqueue_run", "notify_decision", "run_status", "stop_parked_runs"]
+__all__ = [
+    "DurableControl",
+    "RunStatus",
+    "enqueue_run",
+    "notify_decision",
+    "run_status",
+    "stop_parked_runs",
+]
 
 _EVERY_PENDING = 1_000_000
 
@@ -47,94 +61,118 @@ class RunStatus:
         }
 
 
-def enqueue_run(settings: Settings, charter: Charter, spec: RunSpec, run_id: str) -> RunStatus:
-    """Queue ``spec`` on its charter's queue for any worker; returns at once.
+class DurableControl:
+    """One open client on DBOS's records, for as many operations as the caller likes.
 
-    Raises:
-        DatabaseUnavailable: the database cannot be reached.
+    DBOS's tables are created on the first enqueue; until then there are no durable runs,
+    and reads and messages answer so without creating anything.
     """
-    migrate_dbos(settings)  # a client never creates DBOS's tables itself
-    name = queue_name(charter.name)
-    options: Any = {
-        "queue_name": name,
-        "workflow_name": WORKFLOW_NAME,
-        "workflow_id": run_id,
-        "queue_partition_key": spec.tenant,
-        # Without it a run waits for the newest version any worker ever registered.
-        "app_version": WORKFLOW_VERSION,
-    }
-    try:
-        with dbos_client(settings) as client:
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stack = ExitStack()
+        self._client: DBOSClient | None = None
+
+    def __enter__(self) -> DurableControl:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client = None
+        self._stack.close()
+
+    def enqueue(self, charter: Charter, spec: RunSpec, run_id: str) -> RunStatus:
+        """Queue ``spec`` on its charter's queue for any worker; returns at once.
+
+        Raises:
+            DatabaseUnavailable: the database cannot be reached.
+        """
+        name = queue_name(charter.name)
+        options: Any = {
+            "queue_name": name,
+            "workflow_name": WORKFLOW_NAME,
+            "workflow_id": run_id,
+            "queue_partition_key": spec.tenant,
+            # Without it a run waits for the newest version any worker ever registered.
+            "app_version": WORKFLOW_VERSION,
+        }
+        client = self._open(create=True)
+        assert client is not None
+        try:
             client.register_queue(name, application_name=APP_NAME, **queue_limits(charter))
             client.enqueue(options, spec.as_dict())
-    except SQLAlchemyError as exc:
-        raise _unavailable("queue the run", exc) from None
-    return RunStatus(run_id, "ENQUEUED", name, None, None)
+        except SQLAlchemyError as exc:
+            raise _unavailable("queue the run", exc) from None
+        return RunStatus(run_id, "ENQUEUED", name, None, None)
 
+    def status(self, run_id: str) -> RunStatus:
+        """The durable run ``run_id``'s status and, when it has ended, its result.
 
-def run_status(settings: Settings, run_id: str) -> RunStatus:
-    """The durable run ``run_id``'s status and, when it has ended, its result.
-
-    Raises:
-        UserError: no durable run has that id.
-        DatabaseUnavailable: the database cannot be reached.
-    """
-    if not dbos_tables_exist(settings):
-        raise UserError(f"no durable run {run_id!r}: no durable run has ever been started here")
-    try:
-        with dbos_client(settings) as client:
+        Raises:
+            UserError: no durable run has that id.
+            DatabaseUnavailable: the database cannot be reached.
+        """
+        client = self._open()
+        if client is None:
+            raise UserError(f"no durable run {run_id!r}: none has ever been started here")
+        try:
             found = client.list_workflows(workflow_ids=[run_id])
-            if not found:
-                raise UserError(f"no durable run {run_id!r}")
-            workflow = found[0]
-            result = workflow.output if workflow.status == "SUCCESS" else None
-    except SQLAlchemyError as exc:
-        raise _unavailable("read the run", exc) from None
-    return RunStatus(
-        run_id,
-        str(workflow.status),
-        workflow.queue_name,
-        workflow.executor_id,
-        result if isinstance(result, dict) else None,
-    )
+        except SQLAlchemyError as exc:
+            raise _unavailable("read the run", exc) from None
+        if not found:
+            raise UserError(f"no durable run {run_id!r}")
+        workflow = found[0]
+        result = workflow.output if workflow.status == "SUCCESS" else None
+        return RunStatus(
+            run_id,
+            str(workflow.status),
+            workflow.queue_name,
+            workflow.executor_id,
+            result if isinstance(result, dict) else None,
+        )
 
+    def notify_decision(self, *, run_id: str, request_id: str, verdict: str, by: str,
+                        reason: str) -> bool:  # fmt: skip
+        """Tell a durable run waiting on ``request_id`` what was decided; False if no
+        durable run with that id exists (an in-process run that stopped at the approval)."""
+        message = {"verdict": verdict, "by": by, "reason": reason}
+        return self._send(run_id, approval_topic(request_id), message)
 
-def notify_decision(settings: Settings, *, run_id: str, request_id: str, verdict: str,
-                    by: str, reason: str) -> bool:  # fmt: skip
-    """Tell a durable run waiting on ``request_id`` what was decided; False if no durable run
-    with that id exists (an in-process run that stopped at the approval)."""
-    message = {"verdict": verdict, "by": by, "reason": reason}
-    return _send(settings, run_id, approval_topic(request_id), message)
+    def stop_parked_runs(
+        self, approvals: ApprovalStore, *, scope: str, reason: str, by: str
+    ) -> list[str]:
+        """Stop the runs parked for approval in ``scope``, which was just killed.
 
+        Each pending request in the scope is withdrawn (terminated, audited, by ``by``), and
+        its durable run is woken to stop now, discarding its outbox, rather than when a
+        decision or its timeout would have woken it.
 
-def stop_parked_runs(
-    settings: Settings, approvals: ApprovalStore, *, scope: str, reason: str, by: str
-) -> list[str]:
-    """Stop the runs parked for approval in ``scope``, which was just killed.
+        Returns:
+            The ids of the runs woken.
+        """
+        woken = []
+        for request in approvals.list(status="pending", limit=_EVERY_PENDING):
+            if scope not in ("all", f"charter:{request.charter_name}",
+                             f"tenant:{request.tenant}"):  # fmt: skip
+                continue
+            if approvals.withdraw(request.id, by=by, reason=f"kill switch on {scope}: {reason}"):
+                message = {"verdict": KILL_VERDICT, "by": by, "reason": reason, "scope": scope}
+                if self._send(request.run_id, approval_topic(request.id), message):
+                    woken.append(request.run_id)
+        return woken
 
-    Each pending request in the scope is withdrawn (terminated, audited, by ``by``), and its
-    durable run is woken to stop now, discarding its outbox, rather than when a decision or
-    its timeout would have woken it.
-
-    Returns:
-        The ids of the runs woken.
-    """
-    woken = []
-    for request in approvals.list(status="pending", limit=_EVERY_PENDING):
-        if scope not in ("all", f"charter:{request.charter_name}", f"tenant:{request.tenant}"):
-            continue
-        if approvals.withdraw(request.id, by=by, reason=f"kill switch on {scope}: {reason}"):
-            message = {"verdict": KILL_VERDICT, "by": by, "reason": reason, "scope": scope}
-            if _send(settings, request.run_id, approval_topic(request.id), message):
-                woken.append(request.run_id)
-    return woken
-
-
-def _send(settings: Settings, run_id: str, topic: str, message: dict[str, str]) -> bool:
-    if not dbos_tables_exist(settings):
-        return False
-    try:
-        with dbos_client(settings) as client:
+    def _send(self, run_id: str, topic: str, message: dict[str, str]) -> bool:
+        client = self._open()
+        if client is None:
+            return False
+        try:
             found = client.list_workflows(
                 workflow_ids=[run_id], load_input=False, load_output=False
             )
@@ -142,8 +180,49 @@ def _send(settings: Settings, run_id: str, topic: str, message: dict[str, str]) 
                 return False
             client.send(run_id, message, topic=topic)
             return True
-    except SQLAlchemyError as exc:
-        raise _unavailable("deliver the message", exc) from None
+        except SQLAlchemyError as exc:
+            raise _unavailable("deliver the message", exc) from None
+
+    def _open(self, *, create: bool = False) -> DBOSClient | None:
+        """The client; None when DBOS's tables do not exist and ``create`` is False."""
+        if self._client is None:
+            if create:
+                migrate_dbos(self._settings)  # a client never creates DBOS's tables itself
+            elif not dbos_tables_exist(self._settings):
+                return None
+            try:
+                self._client = self._stack.enter_context(dbos_client(self._settings))
+            except SQLAlchemyError as exc:
+                raise _unavailable("open DBOS's records", exc) from None
+        return self._client
+
+
+def enqueue_run(settings: Settings, charter: Charter, spec: RunSpec, run_id: str) -> RunStatus:
+    """``DurableControl.enqueue`` with a client of its own."""
+    with DurableControl(settings) as control:
+        return control.enqueue(charter, spec, run_id)
+
+
+def run_status(settings: Settings, run_id: str) -> RunStatus:
+    """``DurableControl.status`` with a client of its own."""
+    with DurableControl(settings) as control:
+        return control.status(run_id)
+
+
+def notify_decision(settings: Settings, *, run_id: str, request_id: str, verdict: str,
+                    by: str, reason: str) -> bool:  # fmt: skip
+    """``DurableControl.notify_decision`` with a client of its own."""
+    with DurableControl(settings) as control:
+        return control.notify_decision(run_id=run_id, request_id=request_id, verdict=verdict,
+                                       by=by, reason=reason)  # fmt: skip
+
+
+def stop_parked_runs(
+    settings: Settings, approvals: ApprovalStore, *, scope: str, reason: str, by: str
+) -> list[str]:
+    """``DurableControl.stop_parked_runs`` with a client of its own."""
+    with DurableControl(settings) as control:
+        return control.stop_parked_runs(approvals, scope=scope, reason=reason, by=by)
 
 
 def _unavailable(doing: str, exc: SQLAlchemyError) -> DatabaseUnavailable:

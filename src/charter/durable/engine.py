@@ -39,6 +39,7 @@ WORKFLOW_VERSION = "charter-workflows-1"
 """Bump when a change to the workflow code would replay old records differently."""
 
 _NOTIFY_POLLING_SECONDS = 0.05  # ~25 ms from an approval to the run resuming, on SQLite
+_RESULT_POLLING_SECONDS = 0.02  # a queued run's result is polled for (DBOS's default: 1 s)
 
 WORKFLOW_NAME = "charter_run"
 """The workflow's registered name, for clients that enqueue it without importing it."""
@@ -92,6 +93,7 @@ class DurableEngine:
         self.executor_id = executor_id or f"process-{uuid.uuid4().hex[:12]}"
         self.approval_timeout_seconds = approval_timeout_seconds
         self._url, self._engine = system_database(runtime.settings)
+        self._charters: dict[tuple[str, str], Charter] = {}
 
     @classmethod
     def current(cls) -> DurableEngine:
@@ -134,6 +136,18 @@ class DurableEngine:
         if self._engine is not None:
             self._engine.dispose()
 
+    def charter_for(self, path: str, admitted_sha256: str) -> Charter:
+        """The charter a run was admitted under: from this engine's cache when it has that
+        exact content (parsing a charter costs more than a whole run's durable steps),
+        else freshly loaded from ``path`` (whose content the caller must then check)."""
+        cached = self._charters.get((path, admitted_sha256))
+        if cached is not None:
+            return cached
+        charter = Charter.load(path)
+        if charter.content_sha256 == admitted_sha256:
+            self._charters[(path, admitted_sha256)] = charter
+        return charter
+
     async def run(self, spec: RunSpec, *, run_id: str | None = None) -> dict[str, Any]:
         """Queue ``spec`` as a durable run and wait for its end (through any approvals).
 
@@ -146,7 +160,9 @@ class DurableEngine:
             SetEnqueueOptions(queue_partition_key=spec.tenant, app_version=WORKFLOW_VERSION),
         ):
             handle = await queue.enqueue_async(charter_run, spec.as_dict())
-        result: dict[str, Any] = await handle.get_result()
+        result: dict[str, Any] = await handle.get_result(
+            polling_interval_sec=_RESULT_POLLING_SECONDS
+        )
         return result
 
 
@@ -155,7 +171,7 @@ async def charter_run(spec: dict[str, Any]) -> dict[str, Any]:
     """A governed agent run, durable: see the module docstring."""
     engine = DurableEngine.current()
     runtime = engine.runtime
-    charter = Charter.load(spec["charter_path"])
+    charter = engine.charter_for(spec["charter_path"], spec["charter_sha256"])
     if charter.content_sha256 != spec["charter_sha256"]:
         # The file changed since the run started: it must finish under the charter that
         # admitted it, or not at all.

@@ -113,9 +113,8 @@ class Run:
             ),
             services.clock,
         )
-        self.provenance = ProvenanceTracker()
         # The charter is trusted input: its prompt, allowed domains, templates, tool schemas.
-        self.provenance.add_trusted(charter.content)
+        self.provenance = ProvenanceTracker(baseline=(charter.content,))
         self.principal_context: dict[str, Any] = {
             "user": self.principal.user,
             "tenant": self.principal.tenant,

@@ -29,22 +29,32 @@ class TaintReport:
 
 
 class ProvenanceTracker:
-    """What a run has read, trusted and untrusted."""
+    """What a run has read, trusted and untrusted.
 
-    def __init__(self) -> None:
-        self._trusted: list[str] = []
+    Args:
+        baseline: trusted text known before the run reads anything (the charter itself). It
+            is left out of snapshots, which a durable run stores after every step: the
+            charter would be most of each one.
+    """
+
+    def __init__(self, baseline: tuple[str, ...] = ()) -> None:
+        self._baseline = [text.casefold() for text in baseline]
+        self._trusted: list[str] = list(self._baseline)
         self._untrusted: list[str] = []
         self._lock = threading.Lock()
 
     def snapshot(self) -> dict[str, list[str]]:
         """What has been read so far, as plain data (for durable runs; see ``restore``)."""
         with self._lock:
-            return {"trusted": list(self._trusted), "untrusted": list(self._untrusted)}
+            return {
+                "trusted": self._trusted[len(self._baseline) :],
+                "untrusted": list(self._untrusted),
+            }
 
     def restore(self, snapshot: dict[str, list[str]]) -> None:
-        """Become exactly the tracker ``snapshot`` was taken of."""
+        """Become exactly the tracker ``snapshot`` was taken of (with this one's baseline)."""
         with self._lock:
-            self._trusted = list(snapshot["trusted"])
+            self._trusted = self._baseline + list(snapshot["trusted"])
             self._untrusted = list(snapshot["untrusted"])
 
     def add_trusted(self, text: str) -> None:
