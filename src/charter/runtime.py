@@ -42,6 +42,7 @@ from charter.identity.secrets import (
 )
 from charter.observability.audit import AuditLog
 from charter.observability.audit_recorder import AuditRecorder
+from charter.observability.runs import RunRecorder, RunStore
 from charter.observability.tracing import PresetIdGenerator, SpanRecorder
 from charter.policy.cedar_engine import CedarEngine
 from charter.policy.pricing import ModelPrice, price_for
@@ -96,6 +97,9 @@ class Runtime:
         # Audit first: if it cannot record, the publisher fails before anything else sees
         # the event, and the caller learns the action was not recorded.
         bus.subscribe(AuditRecorder(self.audit))
+        self.run_recorder = RunRecorder(self.database)
+        bus.subscribe(self.run_recorder)
+        self.runs = RunStore(self.database)
         self.spans = SpanRecorder(self.tracer_provider)
         bus.subscribe(self.spans)
         self.roles = RoleGrants(self.database, clock)

@@ -178,6 +178,8 @@ async def run_agent(
                     "total_tokens": totals.total_tokens,
                     "cost_usd": str(totals.cost_usd),
                     "model_calls": model_calls,
+                    **_call_counts(run),
+                    "elapsed_seconds": round(totals.elapsed_seconds, 6),
                 },
                 event_id=f"{run.id}/finished",
             )
@@ -203,6 +205,21 @@ async def run_agent(
         approval=stop.approval,
         messages=tuple(messages),
     )
+
+
+def _call_counts(run: Run) -> dict[str, Any]:
+    """What the run's calls came to, from its results (which survive a crash and replay)."""
+    declared = run.charter.spec.tools
+    fees = sum(
+        (declared[r.tool].fee_usd for r in run.results
+         if r.outcome == "executed" and r.tool in declared),
+        Decimal(0),
+    )  # fmt: skip
+    return {
+        "tool_errors": sum(1 for r in run.results if r.outcome in ("error", "timeout")),
+        "denied_calls": sum(1 for r in run.results if r.outcome == "denied"),
+        "tool_fees_usd": str(fees),
+    }
 
 
 async def _settle(run: Run, stop: _Stop, steps: Steps) -> _Stop:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -27,8 +28,9 @@ __all__ = [
     "kill_switches",
     "metadata",
     "role_grants",
-    "run_effects",
+    "run_labels",
     "runs",
+    "spans",
 ]
 
 metadata = MetaData()
@@ -110,7 +112,9 @@ approval_requests = Table(
 Index("ix_approval_requests_tenant_status", approval_requests.c.tenant,
       approval_requests.c.status)  # fmt: skip
 
-# One row per run: who, what, where, and how it ended.
+# One row per run: who, what, where, how it ended and what it used (observability/runs.py).
+# Written when the run starts and completed when it ends; ``totals`` is what RunFinished
+# reported, as JSON. Money is exact decimal text, as everywhere else.
 runs = Table(
     "runs",
     metadata,
@@ -120,29 +124,56 @@ runs = Table(
     Column("tenant", Text, nullable=False),
     Column("user", Text, nullable=False),
     Column("environment", Text, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("reason", Text, nullable=False, default=""),
-    Column("input_sha256", Text, nullable=False),
+    Column("model", Text, nullable=False),
     Column("trace_id", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    Column("totals", Text, nullable=False, default="{}"),
+    Column("outcome", Text, nullable=False),  # "running" until it ends
+    Column("reason", Text, nullable=False),
+    Column("rule_id", Text),
+    Column("elapsed_seconds", Float),  # the run's own clock: approval waits excluded
+    Column("tool_calls", Integer, nullable=False),
+    Column("tool_errors", Integer, nullable=False),
+    Column("denied_calls", Integer, nullable=False),
+    Column("model_calls", Integer, nullable=False),
+    Column("total_tokens", Integer, nullable=False),
+    Column("cost_usd", Text, nullable=False),  # model cost + tool fees
+    Column("tool_fees_usd", Text, nullable=False),
+    Column("totals", Text),  # JSON: what RunFinished reported
 )
-Index("ix_runs_tenant_created", runs.c.tenant, runs.c.created_at)
+Index("ix_runs_charter_started", runs.c.charter_name, runs.c.started_at)
+Index("ix_runs_tenant_started", runs.c.tenant, runs.c.started_at)
+Index("ix_runs_started", runs.c.started_at)
 
-# Side effects of a run: deferred (outbox) and executed writes that may need compensating.
-run_effects = Table(
-    "run_effects",
+# Spans of every run (observability/span_store.py), for the run inspector; prunable.
+spans = Table(
+    "spans",
+    metadata,
+    Column("span_id", Text, primary_key=True),
+    Column("trace_id", Text, nullable=False),
+    Column("parent_span_id", Text),
+    Column("run_id", Text),
+    Column("name", Text, nullable=False),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),  # UNSET | OK | ERROR
+    Column("status_message", Text, nullable=False),
+    Column("attributes", Text, nullable=False),  # JSON object
+)
+Index("ix_spans_run", spans.c.run_id)
+Index("ix_spans_trace", spans.c.trace_id)
+Index("ix_spans_start", spans.c.start_ns)
+
+# Human labels on runs, e.g. whether an escalation was right (for escalation accuracy).
+run_labels = Table(
+    "run_labels",
     metadata,
     Column("run_id", Text, primary_key=True),
-    Column("seq", Integer, primary_key=True),
-    Column("tool", Text, nullable=False),
-    Column("effect", Text, nullable=False),  # write | irreversible
-    Column("arguments", Text, nullable=False),
-    Column("idempotency_key", Text, nullable=False),
-    Column("status", Text, nullable=False),  # deferred | executed | discarded | compensated
-    Column("compensation", Text),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("label", Text, primary_key=True),  # e.g. "escalation"
+    Column("value", Text, nullable=False),  # e.g. "confirmed" | "overturned"
+    Column("labeled_by", Text, nullable=False),
+    Column("labeled_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=False),
 )
 
 # Roles users hold per tenant, beyond what a run's caller asserts (e.g. ``approver``).

@@ -1,0 +1,345 @@
+"""Runs as operators look at them: one row per run, written from run events.
+
+``RunRecorder`` subscribes to the event bus: ``RunStarted`` inserts the run (outcome
+``running``), ``RunFinished`` completes it with how it ended and what it used (the totals the
+agent loop computes from the run's own ledger and results, which a durable run restores after
+a crash, so a recovered run is recorded as completely as one that never crashed). Both writes
+are idempotent: a replayed event changes nothing it has not already said.
+
+``RunStore`` reads them back for the run inspector, cost reports, metrics and SLOs, and keeps
+human labels on runs (e.g. whether an escalation was right).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from charter.core.errors import DatabaseUnavailable, UserError
+from charter.core.events import Event, RunFinished, RunStarted
+from charter.storage.database import Database
+from charter.storage.migrate import ensure_schema
+from charter.storage.tables import run_labels, runs
+
+__all__ = ["LABELS", "RunLabel", "RunRecorder", "RunRow", "RunStore"]
+
+LABELS: Final[dict[str, tuple[str, ...]]] = {"escalation": ("confirmed", "overturned")}
+"""Labels a human may put on a run, and their values."""
+
+_T = runs.c
+_MAX_LIST = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run as stored. ``outcome`` is ``running`` until the run ends."""
+
+    id: str
+    charter_name: str
+    charter_sha256: str
+    tenant: str
+    user: str
+    environment: str
+    model: str
+    trace_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    reason: str
+    rule_id: str | None
+    elapsed_seconds: float | None
+    tool_calls: int
+    tool_errors: int
+    denied_calls: int
+    model_calls: int
+    total_tokens: int
+    cost_usd: Decimal
+    tool_fees_usd: Decimal
+
+    @property
+    def model_cost_usd(self) -> Decimal:
+        return self.cost_usd - self.tool_fees_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.id,
+            "charter": self.charter_name,
+            "charter_sha256": self.charter_sha256,
+            "tenant": self.tenant,
+            "user": self.user,
+            "environment": self.environment,
+            "model": self.model,
+            "trace_id": self.trace_id,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "rule_id": self.rule_id,
+            "elapsed_seconds": self.elapsed_seconds,
+            "tool_calls": self.tool_calls,
+            "tool_errors": self.tool_errors,
+            "denied_calls": self.denied_calls,
+            "model_calls": self.model_calls,
+            "total_tokens": self.total_tokens,
+            "cost_usd": str(self.cost_usd),
+            "model_cost_usd": str(self.model_cost_usd),
+            "tool_fees_usd": str(self.tool_fees_usd),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunLabel:
+    run_id: str
+    label: str
+    value: str
+    labeled_by: str
+    labeled_at: datetime
+    note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "label": self.label,
+            "value": self.value,
+            "labeled_by": self.labeled_by,
+            "labeled_at": self.labeled_at.isoformat(),
+            "note": self.note,
+        }
+
+
+class RunRecorder:
+    """Event subscriber that keeps the ``runs`` table (see the module docstring)."""
+
+    def __init__(self, database: Database) -> None:
+        ensure_schema(database)
+        self._database = database
+        self.errors = 0
+
+    def __call__(self, event: Event) -> None:
+        # The audit log is the record of what happened and has been written first; this
+        # table is a view for operators, so failing to update it counts (``errors``, exposed
+        # as a metric) but never stops a run.
+        try:
+            if isinstance(event, RunStarted):
+                self._started(event)
+            elif isinstance(event, RunFinished):
+                self._finished(event)
+        except Exception:
+            self.errors += 1
+
+    def _started(self, event: RunStarted) -> None:
+        run = event.run
+        row = {
+            "id": run.run_id,
+            "charter_name": run.charter_name,
+            "charter_sha256": run.charter_sha256,
+            "tenant": run.tenant,
+            "user": run.user,
+            "environment": run.environment,
+            "model": run.model,
+            "trace_id": run.trace_id,
+            "started_at": _utc(event.at),
+            "outcome": "running",
+            "reason": "",
+            "tool_calls": 0,
+            "tool_errors": 0,
+            "denied_calls": 0,
+            "model_calls": 0,
+            "total_tokens": 0,
+            "cost_usd": "0",
+            "tool_fees_usd": "0",
+        }
+        try:
+            with self._database.engine.begin() as connection:
+                connection.execute(insert(runs).values(**row))
+        except IntegrityError:
+            return  # recorded already: a durable step re-ran after a crash
+        except SQLAlchemyError as exc:
+            raise _unavailable("record the run", exc) from None
+
+    def _finished(self, event: RunFinished) -> None:
+        totals = event.totals
+        values = {
+            "finished_at": _utc(event.at),
+            "outcome": event.outcome,
+            "reason": event.reason,
+            "rule_id": event.decision.rule_id if event.decision else None,
+            "elapsed_seconds": _float(totals.get("elapsed_seconds")),
+            "tool_calls": int(totals.get("tool_calls", 0)),
+            "tool_errors": int(totals.get("tool_errors", 0)),
+            "denied_calls": int(totals.get("denied_calls", 0)),
+            "model_calls": int(totals.get("model_calls", 0)),
+            "total_tokens": int(totals.get("total_tokens", 0)),
+            "cost_usd": str(Decimal(str(totals.get("cost_usd", "0")))),
+            "tool_fees_usd": str(Decimal(str(totals.get("tool_fees_usd", "0")))),
+            "totals": json.dumps(totals, sort_keys=True, default=str),
+        }
+        try:
+            with self._database.engine.begin() as connection:
+                changed = connection.execute(
+                    update(runs).where(_T.id == event.run.run_id).values(**values)
+                ).rowcount
+            if not changed:
+                # The start was recorded by a process whose database was not this one (or
+                # not at all): record the run from its end.
+                self._started(RunStarted(event.run, event.at, ""))
+                with self._database.engine.begin() as connection:
+                    connection.execute(
+                        update(runs).where(_T.id == event.run.run_id).values(**values)
+                    )
+        except SQLAlchemyError as exc:
+            raise _unavailable("record the run's end", exc) from None
+
+
+class RunStore:
+    """Reads runs and keeps labels on them."""
+
+    def __init__(self, database: Database) -> None:
+        ensure_schema(database)
+        self._database = database
+
+    def get(self, run_id: str) -> RunRow:
+        """The run ``run_id``.
+
+        Raises:
+            UserError: no run has that id.
+            DatabaseUnavailable: the database cannot be read.
+        """
+        found = self._read(select(runs).where(_T.id == run_id))
+        if not found:
+            raise UserError(f"no run {run_id!r}; 'charter runs list' shows the recorded runs")
+        return _row(found[0])
+
+    def list(
+        self,
+        *,
+        charter: str | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunRow]:
+        """Runs, newest first, matching every filter given.
+
+        Raises:
+            UserError: ``limit`` is below 1, or a time is naive.
+            DatabaseUnavailable: the database cannot be read.
+        """
+        if limit < 1:
+            raise UserError(f"limit {limit!r} must be at least 1")
+        conditions = []
+        for column, value in ((_T.charter_name, charter), (_T.tenant, tenant),
+                              (_T.user, user), (_T.outcome, outcome)):  # fmt: skip
+            if value is not None:
+                conditions.append(column == value)
+        if since is not None:
+            conditions.append(_T.started_at >= _utc(since))
+        if until is not None:
+            conditions.append(_T.started_at < _utc(until))
+        statement = select(runs).where(and_(True, *conditions))
+        statement = statement.order_by(_T.started_at.desc(), _T.id.desc())
+        return [_row(r) for r in self._read(statement.limit(min(limit, _MAX_LIST)))]
+
+    def label(self, run_id: str, label: str, value: str, *, by: str, note: str = "",
+              at: datetime) -> RunLabel:  # fmt: skip
+        """Put (or replace) the human label ``label`` on a run.
+
+        Raises:
+            UserError: unknown run, label or value, or an empty ``by``.
+            DatabaseUnavailable: the database cannot be written.
+        """
+        if label not in LABELS:
+            raise UserError(f"label {label!r} is not one of {', '.join(LABELS)}")
+        if value not in LABELS[label]:
+            raise UserError(f"a {label} label is one of {', '.join(LABELS[label])}, not {value!r}")
+        if not by.strip():
+            raise UserError("say who labels the run (e.g. --as alice)")
+        self.get(run_id)
+        row = {"run_id": run_id, "label": label, "value": value, "labeled_by": by,
+               "labeled_at": _utc(at), "note": note}  # fmt: skip
+        try:
+            with self._database.engine.begin() as connection:
+                connection.execute(
+                    run_labels.delete().where(
+                        and_(run_labels.c.run_id == run_id, run_labels.c.label == label)
+                    )
+                )
+                connection.execute(insert(run_labels).values(**row))
+        except SQLAlchemyError as exc:
+            raise _unavailable("write the label", exc) from None
+        return RunLabel(run_id, label, value, by, _utc(at), note)
+
+    def labels(self, label: str, run_ids: builtins.list[str] | None = None) -> dict[str, RunLabel]:
+        """The ``label`` labels, by run id (of ``run_ids`` only, when given)."""
+        statement = select(run_labels).where(run_labels.c.label == label)
+        if run_ids is not None:
+            statement = statement.where(run_labels.c.run_id.in_(run_ids))
+        return {
+            r.run_id: RunLabel(
+                r.run_id, r.label, r.value, r.labeled_by, _from_db(r.labeled_at), r.note
+            )
+            for r in self._read(statement)
+        }
+
+    def _read(self, statement: Any) -> builtins.list[Any]:
+        try:
+            with self._database.engine.connect() as connection:
+                return list(connection.execute(statement))
+        except SQLAlchemyError as exc:
+            raise _unavailable("read runs", exc) from None
+
+
+def _row(row: Any) -> RunRow:
+    data: Mapping[str, Any] = row._mapping
+    return RunRow(
+        id=data["id"],
+        charter_name=data["charter_name"],
+        charter_sha256=data["charter_sha256"],
+        tenant=data["tenant"],
+        user=data["user"],
+        environment=data["environment"],
+        model=data["model"],
+        trace_id=data["trace_id"],
+        started_at=_from_db(data["started_at"]),
+        finished_at=_from_db(data["finished_at"]) if data["finished_at"] else None,
+        outcome=data["outcome"],
+        reason=data["reason"],
+        rule_id=data["rule_id"],
+        elapsed_seconds=data["elapsed_seconds"],
+        tool_calls=data["tool_calls"],
+        tool_errors=data["tool_errors"],
+        denied_calls=data["denied_calls"],
+        model_calls=data["model_calls"],
+        total_tokens=data["total_tokens"],
+        cost_usd=Decimal(data["cost_usd"]),
+        tool_fees_usd=Decimal(data["tool_fees_usd"]),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        raise UserError(f"time {value.isoformat()} has no time zone; give one (e.g. UTC)")
+    return value.astimezone(UTC)
+
+
+def _from_db(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes: they were stored as UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _unavailable(doing: str, exc: SQLAlchemyError) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"cannot {doing}: the database failed ({type(exc).__name__})")
