@@ -225,7 +225,8 @@ def check(settings: Settings, audit: AuditLog, ledger: EffectsLedger,
     for run_id in run_ids:
         status = run_status(settings, run_id)
         if status.status != "SUCCESS" or status.result is None:
-            problems.append(f"{run_id} ended as {status.status}, without a result")
+            problems.append(f"{run_id} ended as {status.status}, without a result: "
+                            f"{_error_of(settings, run_id)}")  # fmt: skip
             continue
         result = status.result
         outcomes[result["outcome"]] += 1
@@ -263,6 +264,12 @@ def check(settings: Settings, audit: AuditLog, ledger: EffectsLedger,
         decisions={}, effects=dict(Counter(e.kind for e in effects)),
         repeated_deliveries=sum(e.attempts - 1 for e in effects), problems=problems,
     )  # fmt: skip
+
+
+def _error_of(settings: Settings, run_id: str) -> str:
+    with dbos_client(settings) as client:
+        found = client.list_workflows(workflow_ids=[run_id], load_input=False)
+    return str(found[0].error)[:500] if found else "no such workflow"
 
 
 def main() -> None:

@@ -124,6 +124,17 @@ def test_filing_the_same_request_twice_returns_the_same_record(world: World) -> 
     assert len(world.store.list()) == 1
 
 
+def test_a_step_rerun_after_a_crash_files_again_later_and_keeps_the_first_filing(
+    world: World,
+) -> None:
+    first = filed(world)
+    world.clock.advance(90)  # the worker died after filing; the re-run step asks again
+    again = filed(world, requested_at=world.clock.now())
+    assert again == first
+    assert again.requested_at == first.requested_at
+    assert len(world.store.list()) == 1
+
+
 def test_filing_another_request_under_a_used_id_is_refused_and_changes_nothing(
     world: World,
 ) -> None:

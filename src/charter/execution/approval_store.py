@@ -85,11 +85,12 @@ _DONE: Final[dict[str, str]] = {
     "expired": "expired",
     "executed": "approved (and the approval has been used)",
 }
-# The columns an idempotent repeat of ``request`` must match; expires_at is derived from
-# the store's ttl, which may legitimately differ between processes.
+# The columns an idempotent repeat of ``request`` must match. Not requested_at: a durable
+# step re-run after a crash asks again later, and the first filing (and its clock) stands
+# (found by the crash campaign); nor expires_at, derived from a ttl processes may differ on.
 _CONTENT: Final = (
     "run_id", "tenant", "requested_by", "charter_name", "tool", "arguments",
-    "arguments_sha256", "reason", "rule_id", "requested_at",
+    "arguments_sha256", "reason", "rule_id",
 )  # fmt: skip
 
 _T = approval_requests.c
@@ -204,7 +205,8 @@ class ApprovalStore:
         """Persist ``req`` as pending, expiring ``ttl`` after it was requested.
 
         Idempotent on the request id: filing the same request again returns the stored
-        record unchanged (a run that crashed after asking may ask again).
+        record unchanged, with its first ``requested_at`` (a run that crashed after asking
+        asks again, later).
 
         Args:
             req: the request the run built.
