@@ -440,7 +440,7 @@ def test_list_refuses_an_unknown_status_or_a_bad_limit(world: World) -> None:
 
 def test_store_grants_is_an_approval_grants(world: World) -> None:
     grants: ApprovalGrants = StoreGrants(world.store)
-    assert grants.granted("run_1", "issue_refund", "0" * 64) is None
+    assert grants.granted("run_1", "issue_refund", "0" * 64, use_key="run_1:k1") is None
 
 
 def test_an_approval_is_used_exactly_once_across_stores(world: World) -> None:
@@ -449,15 +449,18 @@ def test_an_approval_is_used_exactly_once_across_stores(world: World) -> None:
     other, database = world.another_store()
     try:
         grants, other_grants = StoreGrants(world.store), StoreGrants(other)
-        assert grants.granted("run_1", "issue_refund", sha) is None  # pending is not approved
+        # Pending is not approved:
+        assert grants.granted("run_1", "issue_refund", sha, use_key="run_1:k2") is None
         world.store.decide("apr_1", "approve", by="alice", reason="")
         # Bound to this run, this tool and these exact arguments:
-        assert grants.granted("run_2", "issue_refund", sha) is None
-        assert grants.granted("run_1", "send_email", sha) is None
-        assert grants.granted("run_1", "issue_refund", "f" * 64) is None
-        assert other_grants.granted("run_1", "issue_refund", sha) == "apr_1"
-        assert grants.granted("run_1", "issue_refund", sha) is None
-        assert other_grants.granted("run_1", "issue_refund", sha) is None
+        assert grants.granted("run_2", "issue_refund", sha, use_key="run_2:k3") is None
+        assert grants.granted("run_1", "send_email", sha, use_key="run_1:k4") is None
+        assert grants.granted("run_1", "issue_refund", "f" * 64, use_key="run_1:k5") is None
+        assert other_grants.granted("run_1", "issue_refund", sha, use_key="run_1:k6") == "apr_1"
+        assert grants.granted("run_1", "issue_refund", sha, use_key="run_1:k7") is None
+        assert other_grants.granted("run_1", "issue_refund", sha, use_key="run_1:k8") is None
+        # The call that used it, asking again (its durable step re-run after a crash):
+        assert grants.granted("run_1", "issue_refund", sha, use_key="run_1:k6") == "apr_1"
     finally:
         database.dispose()
     assert world.store.get("apr_1").status == "executed"
@@ -479,8 +482,8 @@ def test_rejected_and_expired_requests_grant_nothing(world: World) -> None:
     world.clock.advance(TTL.total_seconds())
     world.store.expire_due()
     grants = StoreGrants(world.store)
-    assert grants.granted("run_1", "issue_refund", sha) is None
-    assert grants.granted("run_x", "issue_refund", sha) is None
+    assert grants.granted("run_1", "issue_refund", sha, use_key="run_1:k9") is None
+    assert grants.granted("run_x", "issue_refund", sha, use_key="run_x:k10") is None
 
 
 def test_two_approvals_of_the_same_call_allow_two_executions(world: World) -> None:
@@ -490,11 +493,11 @@ def test_two_approvals_of_the_same_call_allow_two_executions(world: World) -> No
     world.store.decide("apr_2", "approve", by="bob", reason="")
     grants = StoreGrants(world.store)
     used = {
-        grants.granted("run_1", "issue_refund", sha),
-        grants.granted("run_1", "issue_refund", sha),
+        grants.granted("run_1", "issue_refund", sha, use_key="run_1:k11"),
+        grants.granted("run_1", "issue_refund", sha, use_key="run_1:k12"),
     }
     assert used == {"apr_1", "apr_2"}
-    assert grants.granted("run_1", "issue_refund", sha) is None
+    assert grants.granted("run_1", "issue_refund", sha, use_key="run_1:k13") is None
 
 
 def test_two_workers_racing_for_one_approval_exactly_one_gets_it(world: World) -> None:
@@ -504,7 +507,9 @@ def test_two_workers_racing_for_one_approval_exactly_one_gets_it(world: World) -
     try:
         outcomes = _race(
             [
-                lambda store=store: StoreGrants(store).granted("run_1", "issue_refund", sha)
+                lambda store=store: StoreGrants(store).granted(
+                    "run_1", "issue_refund", sha, use_key=f"run_1:{id(store)}"
+                )
                 for store, _ in stores
             ]
         )

@@ -10,6 +10,7 @@ import pytest
 from charter_examples.support_desk.desk import SupportDesk
 
 from charter import Runtime
+from charter.execution.approvals import InMemoryGrants
 from charter.testing import FakeClock
 
 from .harness import call, start_example_run
@@ -59,3 +60,28 @@ def test_a_snapshot_cannot_be_taken_while_a_call_holds_a_reservation(runtime: Ru
     run.ledger.reserve(tool_calls=1, usd=Decimal("0.01"))
     with pytest.raises(RuntimeError, match="reservation"):
         run.snapshot()
+
+
+def test_a_call_rerun_from_its_snapshot_reuses_the_approval_it_used(runtime: Runtime) -> None:
+    # A durable step killed after using its approval, before recording the step, runs the
+    # same call again from the same snapshot: it must find its approval, not park again.
+    desk = SupportDesk.default()
+    run = start_example_run(runtime, desk=desk, environment="prod")
+    refund = {"ticket_id": "T-1002", "amount_usd": "350", "account": "acct-C-02"}
+    asked = call(run, "issue_refund", refund)
+    assert asked.outcome == "approval_required"
+    assert asked.approval is not None
+    assert isinstance(runtime.grants, InMemoryGrants)  # the store has its own test of this
+    runtime.grants.grant(asked.approval, "apr_granted")
+    before = json.loads(json.dumps(run.snapshot()))
+
+    first = call(run, "issue_refund", refund)
+    run.restore(before)
+    again = call(run, "issue_refund", refund)
+
+    assert (first.outcome, again.outcome) == ("executed", "executed")
+    assert "apr_granted" in first.decision.reason
+    assert first.decision.reason == again.decision.reason  # the same approval, named
+    assert len(desk.refunds) == 1  # the idempotency key made the second call a no-op
+    other = call(run, "issue_refund", refund)  # a new call: the approval is spent
+    assert other.outcome == "approval_required"

@@ -126,6 +126,7 @@ class ApprovalRecord:
         decided_by: who decided (``system`` for expiry), or None.
         decided_at: when (UTC), or None.
         decision_reason: the decider's reason, or None.
+        used_key: the idempotency key of the call that used the approval, or None.
     """
 
     id: str
@@ -144,6 +145,7 @@ class ApprovalRecord:
     decided_by: str | None
     decided_at: datetime | None
     decision_reason: str | None
+    used_key: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Every field as JSON-ready values; datetimes in ISO 8601 (UTC)."""
@@ -164,6 +166,7 @@ class ApprovalRecord:
             "decided_by": self.decided_by,
             "decided_at": self.decided_at.isoformat() if self.decided_at else None,
             "decision_reason": self.decision_reason,
+            "used_key": self.used_key,
         }
 
 
@@ -396,8 +399,15 @@ class ApprovalStore:
                 expired.append(self._publish(record, "expire", "system", reason, now))
         return expired
 
-    def consume(self, run_id: str, tool: str, arguments_sha256: str) -> str | None:
+    def consume(
+        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
+    ) -> str | None:
         """Use one approved request for exactly this call of this run, once.
+
+        ``use_key`` (the call's idempotency key) is stored with the use: the same call asking
+        again, a durable step re-run after a crash killed it between using the approval and
+        recording the step, gets the same approval back rather than none (which would park
+        the run again for a decision already used).
 
         Returns:
             The id of the request now marked ``executed``, or None when there is none.
@@ -405,21 +415,20 @@ class ApprovalStore:
         Raises:
             DatabaseUnavailable: the database cannot be read or written.
         """
+        same_call = and_(_T.run_id == run_id, _T.tool == tool,
+                         _T.arguments_sha256 == arguments_sha256)  # fmt: skip
+        used = self._read(select(_T.id).where(and_(same_call, _T.used_key == use_key)))
+        if used:
+            return str(used[0].id)
         candidates = (
             select(_T.id)
-            .where(
-                and_(
-                    _T.run_id == run_id,
-                    _T.tool == tool,
-                    _T.arguments_sha256 == arguments_sha256,
-                    _T.status == "approved",
-                )
-            )
+            .where(and_(same_call, _T.status == "approved"))
             .order_by(_T.decided_at, _T.id)
         )
         for row in self._read(candidates):
             # Another worker may take this one between the read and the update: try the next.
-            if self._transition(row.id, "approved", "executed", unexpired=False):
+            if self._transition(row.id, "approved", "executed", unexpired=False,
+                                used_key=use_key):  # fmt: skip
                 return str(row.id)
         return None
 
@@ -449,10 +458,13 @@ class ApprovalStore:
         reason: str | None = None,
         at: datetime | None = None,
         unexpired: bool,
+        used_key: str | None = None,
     ) -> bool:
         # The WHERE clause is the lock: the database lets exactly one UPDATE match the row.
         condition = and_(_T.id == id, _T.status == from_status)
         values: dict[str, Any] = {"status": to_status}
+        if used_key is not None:
+            values["used_key"] = used_key
         if at is not None:
             stamp = _to_utc(at, "now")
             values.update(decided_by=by, decided_at=stamp, decision_reason=reason)
@@ -546,6 +558,7 @@ class ApprovalStore:
             decided_by=row.get("decided_by"),
             decided_at=_from_db(decided_at) if decided_at is not None else None,
             decision_reason=row.get("decision_reason"),
+            used_key=row.get("used_key"),
         )
 
     def _unavailable(self, doing: str, exc: SQLAlchemyError) -> DatabaseUnavailable:
@@ -569,13 +582,15 @@ class StoreGrants:
     def __init__(self, store: ApprovalStore) -> None:
         self._store = store
 
-    def granted(self, run_id: str, tool: str, arguments_sha256: str) -> str | None:
+    def granted(
+        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
+    ) -> str | None:
         """The id of an approved request for exactly this call of this run (now used), or None.
 
         An approval does not expire once given: ``expires_at`` bounds the wait for a
         decision, not its use.
         """
-        return self._store.consume(run_id, tool, arguments_sha256)
+        return self._store.consume(run_id, tool, arguments_sha256, use_key=use_key)
 
 
 def _status_is(status: str, now: datetime) -> ColumnElement[bool]:

@@ -63,8 +63,14 @@ class ApprovalRequest:
 
 
 class ApprovalGrants(Protocol):
-    def granted(self, run_id: str, tool: str, arguments_sha256: str) -> str | None:
-        """The id of an approval for exactly this call of this run (consumed), or None."""
+    def granted(
+        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
+    ) -> str | None:
+        """The id of an approval for exactly this call of this run (consumed), or None.
+
+        ``use_key`` names the use (the call's idempotency key): the same call asking again,
+        a durable step re-run after a crash, gets the approval it already used.
+        """
         ...
 
 
@@ -82,6 +88,7 @@ class InMemoryGrants:
 
     def __init__(self) -> None:
         self._grants: dict[tuple[str, str, str], str] = {}
+        self._used: dict[str, str] = {}
         self._lock = threading.Lock()
         self.requests: dict[str, ApprovalRequest] = {}
 
@@ -94,6 +101,13 @@ class InMemoryGrants:
         with self._lock:
             self._grants[(request.run_id, request.tool, request.arguments_sha256)] = approval_id
 
-    def granted(self, run_id: str, tool: str, arguments_sha256: str) -> str | None:
+    def granted(
+        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
+    ) -> str | None:
         with self._lock:
-            return self._grants.pop((run_id, tool, arguments_sha256), None)
+            if use_key in self._used:
+                return self._used[use_key]
+            grant = self._grants.pop((run_id, tool, arguments_sha256), None)
+            if grant is not None:
+                self._used[use_key] = grant
+            return grant

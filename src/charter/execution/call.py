@@ -43,6 +43,8 @@ class PendingCall:
     approval_id: str | None = None
     # Names this call's audit record so a durable step run twice records it once.
     event_id: str = ""
+    # ``run_id:step``: handed to the tool, and what a used approval is bound to.
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,6 +200,7 @@ class Run:
         )
         self._step += 1
         call.event_id = f"{self.id}/call/{self._step}"
+        call.idempotency_key = f"{self.id}:{self._step}"
         decision: Decision | None = None
         for guard in _GUARDS:
             decision = guard.check(self, call)
@@ -211,7 +212,7 @@ class Run:
         decision = _APPROVAL.check(self, call, decision)
         if decision.verdict is Verdict.REQUIRE_APPROVAL:
             return self._refuse(call, decision)
-        key = f"{self.id}:{self._step}"
+        key = call.idempotency_key
         assert call.reservation is not None
         assert call.decl is not None
         if call.decl.defer == "until_run_succeeds":

@@ -108,6 +108,7 @@ approval_requests = Table(
     Column("decided_by", Text),
     Column("decided_at", DateTime(timezone=True)),
     Column("decision_reason", Text),
+    Column("used_key", Text),  # the idempotency key of the call that used the approval
 )
 Index("ix_approval_requests_tenant_status", approval_requests.c.tenant,
       approval_requests.c.status)  # fmt: skip

@@ -18,7 +18,9 @@ class ApprovalStage:
         """Turn a require-approval verdict into allow (granted) or leave it standing."""
         if policy.verdict is not Verdict.REQUIRE_APPROVAL:
             return policy
-        grant = run.services.grants.granted(run.id, call.tool, call.arguments_sha256)
+        grant = run.services.grants.granted(
+            run.id, call.tool, call.arguments_sha256, use_key=call.idempotency_key
+        )
         if grant is None:
             return policy
         call.approval_id = grant
