@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from charter.cli import approvals, audit, db, demo, kill, roles, run, runs, validate, worker
+from charter.cli import approvals, audit, db, demo, kill, roles, run, runs, slo, validate, worker
 
 app = typer.Typer(
     name="charter",
@@ -25,6 +25,8 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.add_typer(roles.app, name="roles")
 app.add_typer(runs.app, name="runs")
+runs.app.command("label")(slo.label)
+app.add_typer(slo.app, name="slo")
 
 
 def main() -> None:

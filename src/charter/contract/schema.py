@@ -8,8 +8,9 @@ undeclared tool, a condition on a missing argument) live in ``contract.loader``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -17,28 +18,36 @@ from pydantic import (
     Field,
     StrictInt,
     StrictStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 __all__ = [
+    "SLO_KINDS",
     "ApprovalRule",
     "ArgumentConstraint",
     "Budgets",
     "CharterSpec",
+    "Comparator",
     "DenyRule",
     "EvalGate",
     "Evals",
     "ModelSpec",
     "Policies",
     "SinkSpec",
+    "SloKind",
+    "SloName",
     "SloSpec",
     "Timeouts",
     "ToolDecl",
     "UntrustedContent",
+    "parse_objective",
+    "parse_window",
 ]
 
 Effect = Literal["read", "write", "irreversible"]
+Comparator = Literal[">=", ">", "<=", "<"]
 SloName = Literal[
     "task_success_rate",
     "policy_violations_per_1000_runs",
@@ -194,23 +203,134 @@ class Policies(_Strict):
 
 
 class SloSpec(_Strict):
+    """One service-level objective: a measure of the charter's runs, a bound, a time window.
+
+    The objective is checked for sense when the charter loads, per measure (``SLO_KINDS``): a
+    measure where higher is better takes ``>=`` or ``>``, one where lower is better ``<=`` or
+    ``<``, and the bound must be a value the measure can take, so an objective that could
+    never be met, or never be missed for the reason its author meant, is a load error rather
+    than a report that is always green or always red. ``observability.slo`` evaluates it.
+    """
+
     name: SloName
     objective: str
     window: str = "7d"
 
     @field_validator("objective")
     @classmethod
-    def _objective(cls, value: str) -> str:
-        if not _OBJECTIVE.match(value):
-            raise ValueError(f"objective {value!r} must look like '>= 0.95' or '<= 1'")
+    def _objective(cls, value: str, info: ValidationInfo) -> str:
+        comparator, bound = parse_objective(value)
+        name = info.data.get("name")  # absent when the name itself was invalid
+        if name is not None:
+            _check_objective_sense(name, value, comparator, bound)
         return value
 
     @field_validator("window")
     @classmethod
     def _window(cls, value: str) -> str:
-        if not _WINDOW.match(value):
-            raise ValueError(f"window {value!r} must look like 30m, 24h, 7d or 2w")
+        parse_window(value)
         return value
+
+    @property
+    def comparator(self) -> Comparator:
+        """``>=``, ``>``, ``<=`` or ``<``: how the measured value must relate to ``target``."""
+        return parse_objective(self.objective)[0]
+
+    @property
+    def target(self) -> Decimal:
+        """The bound of the objective, exactly as written (``0.95`` in ``>= 0.95``)."""
+        return parse_objective(self.objective)[1]
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True for ``>=``/``>`` objectives (validation ties this to the measure)."""
+        return self.comparator in (">=", ">")
+
+    @property
+    def window_seconds(self) -> int:
+        """The window's length in seconds (``7d`` -> 604800)."""
+        return parse_window(self.window)
+
+
+@dataclass(frozen=True, slots=True)
+class SloKind:
+    """What an SLO measure is, so an objective on it can be checked for sense.
+
+    Attributes:
+        higher_is_better: the direction objectives must take (``>=`` when true, else ``<=``).
+        what: the measure's domain, in words, for error messages.
+        maximum: the largest value the measure can take (``None``: unbounded); the minimum is
+            always 0.
+        example: a sensible objective, shown in error messages.
+    """
+
+    higher_is_better: bool
+    what: str
+    maximum: Decimal | None
+    example: str
+
+
+_RATE = "a rate between 0 and 1"
+SLO_KINDS: Final[dict[str, SloKind]] = {
+    "task_success_rate": SloKind(True, _RATE, Decimal(1), ">= 0.95"),
+    "escalation_accuracy": SloKind(True, _RATE, Decimal(1), ">= 0.9"),
+    "policy_violations_per_1000_runs": SloKind(
+        False, "a number of runs per 1000 runs (0 to 1000)", Decimal(1000), "<= 1"
+    ),
+    "p95_latency_seconds": SloKind(False, "a duration in seconds (0 or more)", None, "<= 30"),
+    "tool_error_rate": SloKind(False, _RATE, Decimal(1), "<= 0.05"),
+    "cost_per_run_usd": SloKind(False, "an amount in USD (0 or more)", None, "<= 0.25"),
+}
+"""Every ``SloName``'s kind (a test keeps the two in step)."""
+
+_WINDOW_UNITS: Final[dict[str, int]] = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_MAX_WINDOW_SECONDS = 520 * 604_800  # ten years
+
+
+def parse_objective(text: str) -> tuple[Comparator, Decimal]:
+    """``">= 0.95"`` -> ``(">=", Decimal("0.95"))``; the one parser of objectives.
+
+    Raises:
+        ValueError: ``text`` is not a comparison with a number.
+    """
+    match = _OBJECTIVE.match(text)
+    if not match:
+        raise ValueError(f"objective {text!r} must look like '>= 0.95' or '<= 1'")
+    comparator = cast(Comparator, match.group(1))
+    return comparator, Decimal(match.group(2))
+
+
+def parse_window(text: str) -> int:
+    """``"7d"`` -> 604800: a window's length in seconds; the one parser of windows.
+
+    Raises:
+        ValueError: ``text`` is not a positive number of minutes, hours, days or weeks, or is
+            longer than ten years.
+    """
+    match = _WINDOW.match(text)
+    if not match:
+        raise ValueError(f"window {text!r} must look like 30m, 24h, 7d or 2w")
+    number, unit = match.groups()
+    # Length first: int() of a hostile thousand-digit string is slow or refused.
+    seconds = int(number) * _WINDOW_UNITS[unit] if len(number) <= 7 else _MAX_WINDOW_SECONDS + 1
+    if seconds == 0:
+        raise ValueError(f"window {text!r} is empty; give a length such as 7d")
+    if seconds > _MAX_WINDOW_SECONDS:
+        raise ValueError(f"window {text!r} is longer than ten years; give at most 520w")
+    return seconds
+
+
+def _check_objective_sense(name: str, text: str, comparator: Comparator, bound: Decimal) -> None:
+    kind = SLO_KINDS[name]
+    better = "higher" if kind.higher_is_better else "lower"
+    what = f"{name} is {kind.what} where {better} is better; write it as '{kind.example}'"
+    if (comparator in (">=", ">")) != kind.higher_is_better:
+        raise ValueError(f"objective {text!r} points the wrong way: {what}")
+    if bound < 0 or (kind.maximum is not None and bound > kind.maximum):
+        raise ValueError(f"objective {text!r} is out of range: {what}")
+    # The two bounds no value can pass: above the maximum, or below 0.
+    if (comparator == ">" and bound == kind.maximum) or (comparator == "<" and bound == 0):
+        raise ValueError(f"objective {text!r} can never be met: {what}")
 
 
 class Concurrency(_Strict):

@@ -399,9 +399,7 @@ class ApprovalStore:
                 expired.append(self._publish(record, "expire", "system", reason, now))
         return expired
 
-    def consume(
-        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
-    ) -> str | None:
+    def consume(self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str) -> str | None:
         """Use one approved request for exactly this call of this run, once.
 
         ``use_key`` (the call's idempotency key) is stored with the use: the same call asking
@@ -582,9 +580,7 @@ class StoreGrants:
     def __init__(self, store: ApprovalStore) -> None:
         self._store = store
 
-    def granted(
-        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
-    ) -> str | None:
+    def granted(self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str) -> str | None:
         """The id of an approved request for exactly this call of this run (now used), or None.
 
         An approval does not expire once given: ``expires_at`` bounds the wait for a

@@ -63,9 +63,7 @@ class ApprovalRequest:
 
 
 class ApprovalGrants(Protocol):
-    def granted(
-        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
-    ) -> str | None:
+    def granted(self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str) -> str | None:
         """The id of an approval for exactly this call of this run (consumed), or None.
 
         ``use_key`` names the use (the call's idempotency key): the same call asking again,
@@ -101,9 +99,7 @@ class InMemoryGrants:
         with self._lock:
             self._grants[(request.run_id, request.tool, request.arguments_sha256)] = approval_id
 
-    def granted(
-        self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str
-    ) -> str | None:
+    def granted(self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str) -> str | None:
         with self._lock:
             if use_key in self._used:
                 return self._used[use_key]
