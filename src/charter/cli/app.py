@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from charter.cli import approvals, audit, db, demo, kill, roles, run, runs, slo, validate, worker
+from charter.cli import (
+    approvals,
+    audit,
+    db,
+    demo,
+    kill,
+    metrics,
+    roles,
+    run,
+    runs,
+    slo,
+    validate,
+    worker,
+)
 
 app = typer.Typer(
     name="charter",
@@ -27,6 +40,7 @@ app.add_typer(roles.app, name="roles")
 app.add_typer(runs.app, name="runs")
 runs.app.command("label")(slo.label)
 app.add_typer(slo.app, name="slo")
+app.add_typer(metrics.app, name="metrics")
 
 
 def main() -> None:

@@ -57,6 +57,7 @@ __all__ = [
     "DecisionVerdict",
     "RoleDirectory",
     "StoreGrants",
+    "status_is",
 ]
 
 APPROVER_ROLE: Final = "approver"
@@ -293,7 +294,7 @@ class ApprovalStore:
         if tenant is not None:
             statement = statement.where(_T.tenant == tenant)
         if status is not None:
-            statement = statement.where(_status_is(status, _to_utc(now, "now")))
+            statement = statement.where(status_is(status, _to_utc(now, "now")))
         statement = statement.order_by(_T.requested_at.desc(), _T.id.desc()).limit(limit)
         return [self._record(row, now) for row in self._read(statement)]
 
@@ -589,7 +590,9 @@ class StoreGrants:
         return self._store.consume(run_id, tool, arguments_sha256, use_key=use_key)
 
 
-def _status_is(status: str, now: datetime) -> ColumnElement[bool]:
+def status_is(status: str, now: datetime) -> ColumnElement[bool]:
+    """The SQL condition for requests in ``status`` as reported at ``now`` (a pending request
+    past its expiry reads ``expired``), for every reader that must agree with this store."""
     if status not in STATUSES:
         raise UserError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     if status == "pending":

@@ -261,7 +261,9 @@ class RunStore:
         if label not in LABELS:
             raise UserError(f"label {label!r} is not one of {', '.join(LABELS)}")
         if value not in LABELS[label]:
-            raise UserError(f"the {label} label is one of {', '.join(LABELS[label])}, not {value!r}")
+            raise UserError(
+                f"the {label} label is one of {', '.join(LABELS[label])}, not {value!r}"
+            )
         if not by.strip():
             raise UserError("say who labels the run (e.g. --as alice)")
         self.get(run_id)
