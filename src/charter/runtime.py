@@ -42,8 +42,9 @@ from charter.identity.secrets import (
 )
 from charter.observability.audit import AuditLog
 from charter.observability.audit_recorder import AuditRecorder
+from charter.observability.export import TraceExport, build_trace_export
 from charter.observability.runs import RunRecorder, RunStore
-from charter.observability.tracing import PresetIdGenerator, SpanRecorder
+from charter.observability.tracing import SpanRecorder
 from charter.policy.cedar_engine import CedarEngine
 from charter.policy.pricing import ModelPrice, price_for
 from charter.storage import Database
@@ -61,8 +62,12 @@ class Runtime:
     Args:
         settings: where state lives; defaults to ``Settings.from_env()``.
         clock: injectable time.
-        tracer_provider: an OpenTelemetry SDK provider; one with Charter's id generator and
-            no exporter is made if omitted.
+        tracer_provider: an OpenTelemetry SDK provider (its id generator must be a
+            ``PresetIdGenerator``); if omitted, Charter's own is built from ``settings``:
+            spans to the database's span store, and to ``otlp_endpoint`` when set
+            (``observability/export.py``; its counters in ``trace_export``).
+        otlp_timeout_seconds: bounds one OTLP export with its retries, and so how long a
+            flush or close waits for a collector that does not answer (default 10 s).
         secret_providers: overrides the default chain (environment, then secret files).
         kill_switches: overrides the durable kill switches (e.g. ``KillSwitches()`` in memory).
         approvals: overrides the durable approvals inbox and grants (``InMemoryGrants()``).
@@ -77,16 +82,26 @@ class Runtime:
         secret_providers: Sequence[SecretProvider] | None = None,
         kill_switches: KillSwitchView | None = None,
         approvals: InMemoryGrants | None = None,
+        otlp_timeout_seconds: float | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
         clock = clock or SystemClock()
         self.database = Database(self.settings.database)
+        self.trace_export: TraceExport | None = None
         try:
+            if tracer_provider is None:
+                # A bad OTLP endpoint or header is a UserError here, before any run starts.
+                self.trace_export = build_trace_export(
+                    self.settings, self.database, otlp_timeout_seconds=otlp_timeout_seconds
+                )
+                tracer_provider = self.trace_export.provider
             self.audit = AuditLog(self.database)
         except BaseException:
+            if self.trace_export is not None:
+                self.trace_export.shutdown()
             self.database.dispose()
             raise
-        self.tracer_provider = tracer_provider or TracerProvider(id_generator=PresetIdGenerator())
+        self.tracer_provider = tracer_provider
         redactor = Redactor()
         providers = (
             secret_providers
@@ -100,7 +115,7 @@ class Runtime:
         self.run_recorder = RunRecorder(self.database)
         bus.subscribe(self.run_recorder)
         self.runs = RunStore(self.database)
-        self.spans = SpanRecorder(self.tracer_provider)
+        self.spans = SpanRecorder(self.tracer_provider, content=self.settings.trace_content)
         bus.subscribe(self.spans)
         self.roles = RoleGrants(self.database, clock)
         self.kill_switches = kill_switches or KillSwitchStore(self.database, clock, bus)
@@ -221,9 +236,19 @@ class Runtime:
                 resources.extend(factory())
         return tuple(resources)
 
-    def flush_traces(self) -> None:
-        """Wait until every finished span is exported by the span processors."""
-        self.tracer_provider.force_flush()
+    def flush_traces(self) -> bool:
+        """Export every finished span now; False if a processor did not finish in time.
+
+        With Charter's own provider this waits for the span store, and for the OTLP
+        endpoint at most its export timeout per batch (a dead collector is counted in
+        ``trace_export_stats``, never raised).
+        """
+        return self.tracer_provider.force_flush()
+
+    def trace_export_stats(self) -> dict[str, dict[str, Any]]:
+        """Spans exported and failed per exporter (``span_store``, ``otlp``), with the last
+        error (never a header value); empty when the caller passed its own provider."""
+        return self.trace_export.stats() if self.trace_export is not None else {}
 
     def close(self) -> None:
         if isinstance(self.kill_switches, KillSwitchStore):

@@ -81,10 +81,13 @@ class ToolCallFinished:
     detail: str = ""  # error text or result summary, redacted
     approval_request_id: str | None = None
     event_id: str = ""  # names the event for idempotent recording ("" when it has none)
+    result: str = ""  # an executed call's result as the model sees it, redacted (for traces)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelCalled:
+    """One model call. The messages are for traces that record content (off by default)."""
+
     run: RunIdentity
     at: datetime
     span_id: str
@@ -93,6 +96,10 @@ class ModelCalled:
     output_tokens: int
     cost_usd: str
     duration_ms: float
+    # Plain data, redacted: {"role", "content", "tool_calls": [{"id", "name", "arguments"}],
+    # "tool_call_id", "name"} per message sent, and the same for the reply.
+    input_messages: tuple[dict[str, Any], ...] = ()
+    output_message: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -442,11 +442,26 @@ async def _model_turn(
             usage.output_tokens,
             str(cost),
             (clock.monotonic() - started) * 1000,
+            input_messages=tuple(run.redact([_message_data(m) for m in messages])),
+            output_message=run.redact(_message_data(response.message)),
         )
     )
     if breach is not None:
         return _budget_stop(run, breach)
     return response
+
+
+def _message_data(message: Message) -> dict[str, Any]:
+    """A message as plain data, for the ``ModelCalled`` event (traces may record it)."""
+    return {
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+        ],
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
+    }
 
 
 def _estimate_tokens(messages: list[Message], tools: list[dict[str, Any]]) -> int:

@@ -413,6 +413,7 @@ class Run:
                 # recorded twice, and one that ends differently (an approval granted while
                 # the worker was down) is recorded too rather than lost.
                 event_id=f"{call.event_id}/{outcome}",
+                result=text if outcome == "executed" else "",
             )
         )
         result = ToolResult(
