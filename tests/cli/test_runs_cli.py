@@ -70,11 +70,14 @@ def test_a_detached_run_waits_for_a_worker_then_succeeds(env: dict[str, str]) ->
 def test_showing_an_unknown_run_exits_2(env: dict[str, str]) -> None:
     shown = charter(env, "runs", "show", "run_nope")
     assert shown.returncode == 2
-    assert "no durable run 'run_nope'" in shown.stderr
+    assert "no run 'run_nope'" in shown.stderr
     detach(env, "T-1004")  # now DBOS's tables exist: still unknown
     shown = charter(env, "runs", "show", "run_nope", "--json")
     assert shown.returncode == 2
-    assert json.loads(shown.stdout) == {"ok": False, "error": "no durable run 'run_nope'"}
+    assert json.loads(shown.stdout) == {
+        "ok": False,
+        "error": "no run 'run_nope'; 'charter runs list' shows the recorded runs",
+    }
 
 
 @pytest.mark.parametrize(

@@ -471,20 +471,6 @@ def test_a_span_exported_again_replaces_the_stored_one(database: Database) -> No
     assert root.attributes["charter.outcome"] == "failed"
 
 
-def test_prune_deletes_spans_that_started_before_the_cutoff(database: Database) -> None:
-    old = datetime(2025, 1, 1, tzinfo=UTC)
-    new = datetime(2025, 6, 1, tzinfo=UTC)
-    exporter = SpanStoreExporter(database)
-    exporter.export(_spans_of(["run_old"], old) + _spans_of(["run_new"], new))
-    store = SpanStore(database)
-    assert store.prune(datetime(2025, 3, 1, tzinfo=UTC)) == 3
-    assert store.spans_of_run("run_old") == []
-    assert len(store.spans_of_run("run_new")) == 3
-    assert store.prune(datetime(2025, 3, 1, tzinfo=UTC)) == 0
-    with pytest.raises(UserError, match="time zone"):
-        store.prune(datetime(2025, 3, 1))
-
-
 def test_a_store_that_cannot_write_fails_the_export_and_is_counted(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'no-schema.sqlite3'}")  # no spans table
     stats = ExportStats("span_store")

@@ -7,10 +7,12 @@ import typer
 from charter.cli import (
     approvals,
     audit,
+    cost,
     db,
     demo,
     kill,
     metrics,
+    prune,
     roles,
     run,
     runs,
@@ -33,6 +35,8 @@ app.command()(demo.demo)
 app.command()(kill.kill)
 app.command()(kill.revive)
 app.command()(worker.worker)
+app.command()(cost.cost)
+app.command()(prune.prune)
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")

@@ -18,16 +18,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from charter.core.errors import DatabaseUnavailable, UserError
+from charter.core.errors import DatabaseUnavailable
 from charter.storage.database import Database
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import spans
@@ -144,25 +143,6 @@ class SpanStore:
                 f"cannot read spans: the database failed ({type(exc).__name__})"
             ) from None
         return [_stored(row) for row in found]
-
-    def prune(self, older_than: datetime) -> int:
-        """Delete the spans that started before ``older_than``; returns how many.
-
-        Raises:
-            UserError: ``older_than`` has no time zone.
-            DatabaseUnavailable: the database cannot be written.
-        """
-        if older_than.utcoffset() is None:
-            raise UserError(f"time {older_than.isoformat()} has no time zone; give one (e.g. UTC)")
-        cutoff = int(older_than.astimezone(UTC).timestamp() * 1_000_000_000)
-        try:
-            with self._database.engine.begin() as connection:
-                deleted = connection.execute(delete(spans).where(_S.start_ns < cutoff)).rowcount
-        except SQLAlchemyError as exc:
-            raise DatabaseUnavailable(
-                f"cannot prune spans: the database failed ({type(exc).__name__})"
-            ) from None
-        return int(deleted or 0)
 
 
 _COLUMNS = tuple(column.name for column in spans.columns)

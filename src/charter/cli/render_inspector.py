@@ -1,0 +1,259 @@
+"""Rendering the run inspector for people: timelines and plain tables (``--json`` aside).
+
+A run's timeline is a tree: the run's header (who, which charter version, how it ended and
+why, what it used against its budgets), then one branch per step in time order, with each
+approval request under the call that filed it. Every refusal shows its verdict, rule id and
+reason on its own line, so a denied or blocked call is explained right where it happened.
+Text from the run (arguments, reasons) is never read as markup: ``[rule]`` stays as typed.
+
+Lists (``runs list``, ``cost``) are plain columns, one line per row, never wrapped or cropped
+to the terminal: an operator greps them, and a run id cut to ``run_01a2…`` is useless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from rich.text import Text
+from rich.tree import Tree
+
+from charter.cli.output import console
+from charter.cli.render import OUTCOME_STYLE
+from charter.core.money import format_usd
+from charter.observability.timeline import (
+    ApprovalView,
+    ModelCallStep,
+    RunEdgeStep,
+    Step,
+    Timeline,
+    ToolCallStep,
+)
+
+__all__ = ["format_duration", "print_columns", "print_timeline"]
+
+# Characters of a call's arguments, and of any one value in them; --json has them all.
+_ARGUMENTS_SHOWN: Final = 400
+_VALUE_SHOWN: Final = 60
+_DONE: Final = frozenset({"executed", "deferred"})
+_PHASE_LABEL: Final = {
+    "call": "tool",
+    "send": "send (deferred)",
+    "discard": "discard (deferred)",
+    "compensate": "compensate",
+}
+_APPROVAL_STYLE: Final = {"pending": "yellow", "approved": "green", "executed": "green"}
+
+
+def print_timeline(timeline: Timeline) -> None:
+    """The run's header and its steps as a tree, on stdout."""
+    tree = Tree(_title(timeline))
+    for line in _header_lines(timeline):
+        tree.add(line)
+    steps = tree.add(Text("timeline", style="bold"))
+    start = timeline.started_at
+    for step in timeline.steps:
+        _add_step(steps, step, start)
+    if not timeline.steps:
+        steps.add(Text("(no steps recorded)", style="dim"))
+    for note in timeline.notes:
+        tree.add(Text(f"note: {note}", style="dim"))
+    console.print(tree)
+
+
+def print_columns(
+    header: Sequence[str], rows: Sequence[Sequence[str | Text]], *, right: Collection[int] = ()
+) -> None:
+    """Aligned columns, one line per row (the columns numbered in ``right`` aligned right).
+
+    Cells are plain text or ``Text`` (kept styled, never read as markup).
+    """
+    table = [[Text(h, style="bold") for h in header]]
+    table += [[c if isinstance(c, Text) else Text(c) for c in row] for row in rows]
+    widths = [max(len(row[i].plain) for row in table) for i in range(len(header))]
+    for row in table:
+        line = Text()
+        for i, cell in enumerate(row):
+            pad = " " * (widths[i] - len(cell.plain))
+            line.append_text(Text(pad) + cell if i in right else cell + Text(pad))
+            if i < len(row) - 1:
+                line.append("  ")
+        line.rstrip()
+        console.print(line, soft_wrap=True)
+
+
+def format_duration(seconds: float) -> str:
+    """``850 ms``, ``12.3 s``, ``4m 05s``, ``2h 03m``: short, and exact enough for a wait."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _title(t: Timeline) -> Text:
+    return Text.assemble(
+        ("run ", "bold"),
+        (t.run_id, "bold"),
+        f": {t.charter} @ {t.charter_sha256[:12]}, tenant {t.tenant}, user {t.user}, "
+        f"{t.environment or '?'}",
+    )
+
+
+def _header_lines(t: Timeline) -> list[Text]:
+    outcome = Text.assemble("outcome: ", (t.outcome, OUTCOME_STYLE.get(t.outcome, "yellow")))
+    if t.reason:
+        outcome.append(f": {t.reason}")
+    if t.rule_id:
+        outcome.append(f" [rule {t.rule_id}]")
+    for approval in t.pending_approvals:
+        outcome.append(f" (approval {approval.id} pending)", style="yellow")
+    lines = [outcome]
+    when = f"started {_when(t.started_at)}"
+    if t.finished_at is not None:
+        when += f", ended {_when(t.finished_at)}"
+    if t.usage is not None and t.usage.elapsed_seconds is not None:
+        limit = t.limits.overall_seconds if t.limits else None
+        allowed = f", of {format_duration(limit)} allowed" if limit else ""
+        when += f" ({format_duration(t.usage.elapsed_seconds)} of its own time{allowed})"
+    lines.append(Text(f"{when}; model {t.model or '?'}; trace {t.trace_id or '-'}"))
+    if t.usage is not None:
+        u, limits = t.usage, t.limits
+        tokens = _of(str(u.total_tokens), limits and limits.max_total_tokens)
+        calls = _of(str(u.tool_calls), limits and limits.max_tool_calls)
+        cost = _of(format_usd(u.cost_usd), _usd(limits.max_usd_per_run) if limits else None)
+        lines.append(
+            Text(
+                f"used: {u.model_calls} model calls, {tokens} tokens, {calls} tool calls "
+                f"({u.denied_calls} denied, {u.tool_errors} failed), cost {cost} (model "
+                f"{format_usd(u.model_cost_usd)} + tool fees {format_usd(u.tool_fees_usd)})"
+                + ("" if limits else "; budgets: pass --charter FILE to compare")
+            )
+        )
+    return lines
+
+
+def _of(used: str, limit: object) -> str:
+    return used if limit is None else f"{used} of {limit}"
+
+
+def _usd(value: Decimal | None) -> str | None:
+    return None if value is None else format_usd(value)
+
+
+def _add_step(parent: Tree, step: Step, start: datetime | None) -> None:
+    at = Text(f"{_offset(step.at, start):>9}  ", style="dim")
+    if isinstance(step, RunEdgeStep):
+        label = at + Text(step.kind.replace("_", " "), style="bold")
+        if step.kind == "run_finished":
+            label.append(": ")
+            label.append(step.outcome, style=OUTCOME_STYLE.get(step.outcome, "yellow"))
+            if step.reason:
+                label.append(f": {step.reason}")
+            if step.rule_id:
+                label.append(f" [rule {step.rule_id}]")
+        parent.add(label)
+    elif isinstance(step, ModelCallStep):
+        cost = "cost unknown" if step.cost_usd is None else format_usd(step.cost_usd)
+        label = at + Text.assemble(
+            ("model ", "cyan"),
+            f"{step.model}: {step.input_tokens} in / {step.output_tokens} out tokens, {cost}, "
+            f"{format_duration(step.duration_ms / 1000)}",
+        )
+        if step.error:
+            label.append(f" ({step.status}: {step.error})", style="red")
+        parent.add(label)
+    else:
+        _add_tool_call(parent, at, step)
+
+
+def _add_tool_call(parent: Tree, at: Text, step: ToolCallStep) -> None:
+    style = "green" if step.outcome in _DONE else OUTCOME_STYLE.get(step.outcome, "red")
+    label = at + Text.assemble(
+        (_PHASE_LABEL[step.phase], "magenta" if step.phase != "call" else "cyan"),
+        " ",
+        (step.tool, "bold"),
+        " ",
+        _arguments(step.arguments),
+        " -> ",
+        (step.outcome, style),
+    )
+    if step.duration_ms is not None:
+        label.append(f" ({format_duration(step.duration_ms / 1000)})", style="dim")
+    node = parent.add(label)
+    stage = f" at {step.stage}" if step.stage else ""
+    node.add(Text(f"{step.verdict or '-'}{stage} [rule {step.rule_id or '-'}]: {step.reason}"))
+    if (
+        step.detail
+        and step.outcome not in _DONE
+        and not step.detail.startswith(("DENIED:", "APPROVAL REQUIRED:"))
+    ):
+        # Errors and timeouts: what went wrong (refusals already say it in the reason).
+        node.add(Text(step.detail, style="red"))
+    if step.outcome == "deferred":
+        node.add(Text("queued: runs only once the whole run has succeeded", style="dim"))
+    if step.approval is not None:
+        _add_approval(node, step.approval)
+
+
+def _add_approval(parent: Tree, a: ApprovalView) -> None:
+    label = Text.assemble(
+        "approval ", (a.id, "bold"), ": ", (a.status, _APPROVAL_STYLE.get(a.status, "red"))
+    )
+    if a.requested_at is not None:
+        label.append(f", requested {_when(a.requested_at)}")
+    node = parent.add(label)
+    if a.decided_at is not None:
+        decided = f"decided by {a.decided_by or '?'} at {_when(a.decided_at)}"
+        if a.decision_reason:
+            decided += f": {a.decision_reason}"
+        node.add(Text(decided))
+    elif a.status == "pending" and a.expires_at is not None:
+        node.add(Text(f"no decision yet; expires {_when(a.expires_at)}", style="yellow"))
+    elif a.status == "expired":
+        node.add(Text("expired without a decision (counts as rejected)", style="red"))
+    if a.wait_seconds is not None:
+        waited = format_duration(a.wait_seconds)
+        pending = a.status == "pending"
+        node.add(Text(f"waiting {waited} so far" if pending else f"waited {waited}", style="dim"))
+
+
+def _arguments(arguments: Any) -> str:
+    if arguments is None:
+        return "(arguments not recorded)"
+    # Long values are clipped one by one, so every argument (the short "to" after a long
+    # "body", say) stays in sight.
+    text = json.dumps(_clipped(arguments), ensure_ascii=False, sort_keys=True, default=str)
+    if len(text) <= _ARGUMENTS_SHOWN:
+        return text
+    return f"{text[:_ARGUMENTS_SHOWN]}... ({len(text) - _ARGUMENTS_SHOWN} more characters)"
+
+
+def _clipped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _VALUE_SHOWN:
+        return f"{value[:_VALUE_SHOWN]}... ({len(value) - _VALUE_SHOWN} more)"
+    if isinstance(value, dict):
+        return {key: _clipped(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clipped(item) for item in value]
+    return value
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "?"
+
+
+def _offset(at: datetime, start: datetime | None) -> str:
+    if start is None:
+        return at.strftime("%H:%M:%S")
+    seconds = (at - start) / timedelta(seconds=1)
+    if seconds < 60:
+        return f"+{max(seconds, 0):.3f}s"
+    return f"+{format_duration(seconds).replace(' ', '')}"
