@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from charter.contract.loader import Charter
 from charter.core.clock import Clock, SystemClock
-from charter.core.errors import ModelConfigError
+from charter.core.errors import ModelConfigError, SecretNotFound
 from charter.core.events import EventBus
 from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
@@ -133,6 +133,7 @@ class Runtime:
             clock=clock,
         )
         self._engines: dict[str, CedarEngine] = {}
+        self._known_credentials: set[str] = set()
 
     def engine_for(self, charter: Charter) -> CedarEngine:
         """The pre-parsed policy engine of ``charter`` (parsed once per charter version)."""
@@ -159,6 +160,7 @@ class Runtime:
         env = environment or self.settings.environment
         if env not in ENVIRONMENTS:
             raise ValueError(f"environment {env!r} must be one of {', '.join(ENVIRONMENTS)}")
+        self._know_credentials(charter)
         spec = charter.spec.model
         return Run(
             charter=charter,
@@ -170,6 +172,22 @@ class Runtime:
             resources=resources,
             run_id=run_id,
         )
+
+    def _know_credentials(self, charter: Charter) -> None:
+        """Resolve the charter's credentials before its first run, so the redactor knows
+        their values from the start: a value is otherwise learnt only when a tool first uses
+        it, and one appearing earlier (in the user's input, copied into an argument) would
+        reach the audit log and traces in clear. A credential that cannot be resolved now
+        is left for its tool call to report."""
+        for decl in charter.spec.tools.values():
+            name = decl.credential
+            if name is None or name in self._known_credentials:
+                continue
+            try:
+                self.services.secrets.resolve(name)
+            except SecretNotFound:
+                continue
+            self._known_credentials.add(name)
 
     async def run_agent(
         self,

@@ -294,3 +294,15 @@ def test_ints_over_64_bits_inside_a_list_are_denied_before_cedar_sees_them(
     assert call(run, "pick", {"ids": [7]}).decision.rule_id == "deny[0]"
     assert_schema_denied(run, {"ids": [1, 2**63]}, "'ids' holds a number that does not fit", "pick")
     assert_schema_denied(run, {"ids": [-(2**70)]}, "does not fit in 64 bits", "pick")
+
+
+def test_a_credential_is_redacted_before_any_tool_has_used_it(runtime: Runtime) -> None:
+    # The model copies a credential from the user's input into its first call: the redactor
+    # must already know the value, though no tool has resolved the credential yet.
+    run = start_example_run(runtime)
+    result = call(run, "update_ticket", {"ticket_id": "T-1001", "note": f"key={SECRET}"})
+    assert result.executed
+    record = tool_records(runtime)[-1]
+    assert record.entry.arguments is not None
+    assert SECRET not in str(record.entry.arguments)
+    assert REDACTED in record.entry.arguments["note"]
