@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from charter.contract.loader import Charter
 from charter.core.clock import Clock, SystemClock
-from charter.core.errors import ModelConfigError, SecretNotFound
+from charter.core.errors import ModelConfigError, UserError
 from charter.core.events import EventBus
 from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
@@ -185,8 +185,8 @@ class Runtime:
                 continue
             try:
                 self.services.secrets.resolve(name)
-            except SecretNotFound:
-                continue
+            except UserError:
+                continue  # missing, or refused (a file others can read): the call says so
             self._known_credentials.add(name)
 
     async def run_agent(
