@@ -81,6 +81,8 @@ def test_a_call_rerun_from_its_snapshot_reuses_the_approval_it_used(runtime: Run
 
     assert (first.outcome, again.outcome) == ("executed", "executed")
     assert "apr_granted" in first.decision.reason
+    executed = [r.entry for r in runtime.audit.records("acme") if r.entry.outcome == "executed"]
+    assert executed[-1].approval_request_id == "apr_granted"  # the record names its approval
     assert first.decision.reason == again.decision.reason  # the same approval, named
     assert len(desk.refunds) == 1  # the idempotency key made the second call a no-op
     other = call(run, "issue_refund", refund)  # a new call: the approval is spent

@@ -408,7 +408,8 @@ class Run:
                 outcome=outcome,
                 duration_ms=duration_ms,
                 detail=text if outcome != "executed" else "",
-                approval_request_id=approval.id if approval else None,
+                # The request this call filed, or the approval it ran under.
+                approval_request_id=approval.id if approval else call.approval_id,
                 # One fact per id: a step re-run after a crash that ends the same way is not
                 # recorded twice, and one that ends differently (an approval granted while
                 # the worker was down) is recorded too rather than lost.
