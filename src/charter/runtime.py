@@ -131,6 +131,7 @@ class Runtime:
             grants=grants,
             inbox=inbox,
             clock=clock,
+            record_content=self.settings.trace_content,
         )
         self._engines: dict[str, CedarEngine] = {}
         self._known_credentials: set[str] = set()

@@ -33,6 +33,7 @@ from charter.execution.model import (
     Model,
     ModelResponse,
     ToolCallRequest,
+    message_to_dict,
     response_from_dict,
     response_to_dict,
 )
@@ -339,6 +340,17 @@ async def _as_data(turn: Awaitable[ModelResponse | _Stop]) -> dict[str, Any]:
     return {"response": response_to_dict(result)}
 
 
+def _content(run: Run, messages: list[Message], response: ModelResponse) -> dict[str, Any]:
+    """The redacted conversation for ``ModelCalled``, only when traces record content: copying
+    and redacting every message on every turn is not free, and nothing else reads it."""
+    if not run.services.record_content:
+        return {}
+    return {
+        "input_messages": tuple(run.redact([message_to_dict(m) for m in messages])),
+        "output_message": run.redact(message_to_dict(response.message)),
+    }
+
+
 def _raise_if_killed(out: dict[str, Any]) -> None:
     killed = out.get("killed")
     if killed is not None:
@@ -442,26 +454,12 @@ async def _model_turn(
             usage.output_tokens,
             str(cost),
             (clock.monotonic() - started) * 1000,
-            input_messages=tuple(run.redact([_message_data(m) for m in messages])),
-            output_message=run.redact(_message_data(response.message)),
+            **_content(run, messages, response),
         )
     )
     if breach is not None:
         return _budget_stop(run, breach)
     return response
-
-
-def _message_data(message: Message) -> dict[str, Any]:
-    """A message as plain data, for the ``ModelCalled`` event (traces may record it)."""
-    return {
-        "role": message.role,
-        "content": message.content,
-        "tool_calls": [
-            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
-        ],
-        "tool_call_id": message.tool_call_id,
-        "name": message.name,
-    }
 
 
 def _estimate_tokens(messages: list[Message], tools: list[dict[str, Any]]) -> int:

@@ -44,7 +44,7 @@ from charter.core.clock import Clock
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import ApprovalDecided, ApprovalVerdict, EventBus
 from charter.execution.approvals import ApprovalRequest
-from charter.storage.database import Database
+from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import approval_requests
 
@@ -535,7 +535,7 @@ class ApprovalStore:
             raise self._unavailable("read approval requests", exc) from None
 
     def _record(self, row: Mapping[str, Any], now: datetime) -> ApprovalRecord:
-        expires_at = _from_db(row["expires_at"])
+        expires_at = from_db_time(row["expires_at"])
         status = row["status"]
         if status == "pending" and expires_at <= now:
             status = "expired"
@@ -551,11 +551,11 @@ class ApprovalStore:
             arguments_sha256=row["arguments_sha256"],
             reason=row["reason"],
             rule_id=row["rule_id"],
-            requested_at=_from_db(row["requested_at"]),
+            requested_at=from_db_time(row["requested_at"]),
             expires_at=expires_at,
             status=cast(ApprovalStatus, status),
             decided_by=row.get("decided_by"),
-            decided_at=_from_db(decided_at) if decided_at is not None else None,
+            decided_at=from_db_time(decided_at) if decided_at is not None else None,
             decision_reason=row.get("decision_reason"),
             used_key=row.get("used_key"),
         )
@@ -609,12 +609,5 @@ def _to_utc(value: datetime, what: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _from_db(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes (written as UTC); Postgres the session's time zone.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _stored(value: Any) -> Any:
-    return _from_db(value) if isinstance(value, datetime) else value
+    return from_db_time(value) if isinstance(value, datetime) else value

@@ -53,9 +53,8 @@ class ModelResponse:
     usage: Usage
 
 
-def response_to_dict(response: ModelResponse) -> dict[str, Any]:
-    """A model turn as plain JSON data (what a durable step records)."""
-    message = response.message
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """A message as plain JSON data."""
     return {
         "role": message.role,
         "content": message.content,
@@ -64,6 +63,13 @@ def response_to_dict(response: ModelResponse) -> dict[str, Any]:
         ],
         "tool_call_id": message.tool_call_id,
         "name": message.name,
+    }
+
+
+def response_to_dict(response: ModelResponse) -> dict[str, Any]:
+    """A model turn as plain JSON data (what a durable step records)."""
+    return {
+        **message_to_dict(response.message),
         "input_tokens": response.usage.input_tokens,
         "output_tokens": response.usage.output_tokens,
     }

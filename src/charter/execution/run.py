@@ -76,6 +76,7 @@ class RunServices:
     grants: ApprovalGrants
     inbox: ApprovalInbox
     clock: Clock
+    record_content: bool = False  # traces record prompts and results (CHARTER_TRACE_CONTENT)
 
 
 class Run:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from charter.core.clock import Clock
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.identity.principal import _NAME
-from charter.storage.database import Database
+from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import role_grants
 
@@ -214,12 +214,5 @@ def _grant(row: Any) -> RoleGrant:
         user=row["user"],
         role=row["role"],
         granted_by=row["granted_by"],
-        granted_at=_as_utc(row["granted_at"]),
+        granted_at=from_db_time(row["granted_at"]),
     )
-
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes (written as UTC); Postgres the session's time zone.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)

@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from charter.core.clock import Clock
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.money import ZERO
-from charter.storage.database import Database
+from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import approval_requests, runs
 
@@ -198,7 +198,7 @@ class CostReporter:
         lines: dict[str, CostLine] = {}
 
         def line(charter_name: str, tenant_id: str, started_at: datetime) -> CostLine:
-            key = _key(by, charter_name, tenant_id, _utc(started_at))
+            key = _key(by, charter_name, tenant_id, from_db_time(started_at))
             return lines.setdefault(key, CostLine(key))
 
         columns = (_R.charter_name, _R.tenant, _R.started_at, _R.outcome, _R.cost_usd,
@@ -224,8 +224,10 @@ class CostReporter:
             .where(where)
         )
         for row in self._stream(waits):
-            decided = _utc(row.decided_at) if row.decided_at is not None else None
-            wait = approval_wait(_utc(row.requested_at), decided, _utc(row.expires_at), now)
+            decided = from_db_time(row.decided_at) if row.decided_at is not None else None
+            wait = approval_wait(
+                from_db_time(row.requested_at), decided, from_db_time(row.expires_at), now
+            )
             current = line(row.charter_name, row.tenant, row.started_at)
             current.approvals += 1
             current.review_hours += review_cost(wait, Decimal(1))
@@ -289,8 +291,3 @@ def _aware(value: datetime) -> datetime:
     if value.utcoffset() is None:
         raise UserError(f"time {value.isoformat()} has no time zone; give one (e.g. UTC)")
     return value.astimezone(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes (stored as UTC); Postgres the session's zone.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

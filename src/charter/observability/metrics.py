@@ -68,7 +68,7 @@ from sqlalchemy.sql.selectable import Subquery
 from charter.core.clock import Clock, SystemClock
 from charter.core.errors import DatabaseUnavailable
 from charter.execution.approval_store import status_is
-from charter.storage.database import Database, Dialect
+from charter.storage.database import Database, Dialect, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import approval_requests, audit_records, kill_switches, runs, spans
 
@@ -479,7 +479,7 @@ def _approvals(connection: Connection, dialect: Dialect, now: datetime) -> list[
         waiting[(row.charter, row.tenant, row.tool)] = row.n or 0
         if row.since is not None:
             pair = (row.charter, row.tenant)
-            since = _utc(row.since)
+            since = from_db_time(row.since)
             oldest[pair] = min(oldest.get(pair, since), since)
     decided = rows.select().where(rows.c.outcome.isnot(None)).subquery()
     waits: dict[tuple[str, ...], _Histogram] = {}
@@ -583,11 +583,6 @@ def _json_text(column: Any, key: str, dialect: Dialect) -> ColumnElement[Any]:
     if dialect == "sqlite":
         return func.json_extract(column, f'$."{key}"', type_=Text)
     return func.json_extract_path_text(cast(column, JSON), key, type_=Text)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes (stored as UTC); Postgres aware ones.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # -- families -----------------------------------------------------------------------------------

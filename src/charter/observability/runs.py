@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import Event, RunFinished, RunStarted
-from charter.storage.database import Database
+from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import run_labels, runs
 
@@ -288,7 +288,7 @@ class RunStore:
             statement = statement.where(run_labels.c.run_id.in_(run_ids))
         return {
             r.run_id: RunLabel(
-                r.run_id, r.label, r.value, r.labeled_by, _from_db(r.labeled_at), r.note
+                r.run_id, r.label, r.value, r.labeled_by, from_db_time(r.labeled_at), r.note
             )
             for r in self._read(statement)
         }
@@ -312,8 +312,8 @@ def _row(row: Any) -> RunRow:
         environment=data["environment"],
         model=data["model"],
         trace_id=data["trace_id"],
-        started_at=_from_db(data["started_at"]),
-        finished_at=_from_db(data["finished_at"]) if data["finished_at"] else None,
+        started_at=from_db_time(data["started_at"]),
+        finished_at=from_db_time(data["finished_at"]) if data["finished_at"] else None,
         outcome=data["outcome"],
         reason=data["reason"],
         rule_id=data["rule_id"],
@@ -332,11 +332,6 @@ def _utc(value: datetime) -> datetime:
     if value.utcoffset() is None:
         raise UserError(f"time {value.isoformat()} has no time zone; give one (e.g. UTC)")
     return value.astimezone(UTC)
-
-
-def _from_db(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes: they were stored as UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _float(value: Any) -> float | None:

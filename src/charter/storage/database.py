@@ -9,6 +9,7 @@ the few statements each dialect spells differently (see ``dialect``).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from charter.core.errors import DatabaseUnavailable
 
-__all__ = ["Database", "Dialect"]
+__all__ = ["Database", "Dialect", "from_db_time"]
 
 Dialect = Literal["sqlite", "postgresql"]
 _BUSY_TIMEOUT_MS = 5000
@@ -87,6 +88,14 @@ class Database:
 def redact_url(url: str) -> str:
     """The URL with any password replaced, safe to print and log."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def from_db_time(value: datetime) -> datetime:
+    """A timestamp read back from Charter's tables, as UTC: SQLite hands back naive values
+    (everything is written as UTC), Postgres aware ones in the session's time zone."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
