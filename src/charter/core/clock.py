@@ -6,7 +6,9 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock"]
+from charter.core.errors import UserError
+
+__all__ = ["Clock", "SystemClock", "as_utc"]
 
 
 class Clock(Protocol):
@@ -29,3 +31,10 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+
+def as_utc(value: datetime) -> datetime:
+    """A time given by a caller, in UTC; a naive one is refused rather than guessed at."""
+    if value.utcoffset() is None:
+        raise UserError(f"time {value.isoformat()} has no time zone; give one (e.g. UTC)")
+    return value.astimezone(UTC)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final, Literal, cast, get_args
 
@@ -29,7 +29,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from charter.core.clock import Clock
+from charter.core.clock import Clock, as_utc
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.money import ZERO
 from charter.storage.database import Database, from_db_time
@@ -265,9 +265,9 @@ def _filters(
     if tenant is not None:
         conditions.append(_R.tenant == tenant)
     if since is not None:
-        conditions.append(_R.started_at >= _aware(since))
+        conditions.append(_R.started_at >= as_utc(since))
     if until is not None:
-        conditions.append(_R.started_at < _aware(until))
+        conditions.append(_R.started_at < as_utc(until))
     return and_(True, *conditions)
 
 
@@ -285,9 +285,3 @@ def _per(total: Decimal, count: int) -> Decimal | None:
 
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
-
-
-def _aware(value: datetime) -> datetime:
-    if value.utcoffset() is None:
-        raise UserError(f"time {value.isoformat()} has no time zone; give one (e.g. UTC)")
-    return value.astimezone(UTC)

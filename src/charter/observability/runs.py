@@ -16,13 +16,14 @@ import builtins
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from charter.core.clock import as_utc
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import Event, RunFinished, RunStarted
 from charter.storage.database import Database, from_db_time
@@ -146,7 +147,7 @@ class RunRecorder:
             "environment": run.environment,
             "model": run.model,
             "trace_id": run.trace_id,
-            "started_at": _utc(event.at),
+            "started_at": as_utc(event.at),
             "outcome": "running",
             "reason": "",
             "tool_calls": 0,
@@ -168,7 +169,7 @@ class RunRecorder:
     def _finished(self, event: RunFinished) -> None:
         totals = event.totals
         values = {
-            "finished_at": _utc(event.at),
+            "finished_at": as_utc(event.at),
             "outcome": event.outcome,
             "reason": event.reason,
             "rule_id": event.decision.rule_id if event.decision else None,
@@ -243,9 +244,9 @@ class RunStore:
             if value is not None:
                 conditions.append(column == value)
         if since is not None:
-            conditions.append(_T.started_at >= _utc(since))
+            conditions.append(_T.started_at >= as_utc(since))
         if until is not None:
-            conditions.append(_T.started_at < _utc(until))
+            conditions.append(_T.started_at < as_utc(until))
         statement = select(runs).where(and_(True, *conditions))
         statement = statement.order_by(_T.started_at.desc(), _T.id.desc())
         return [_row(r) for r in self._read(statement.limit(min(limit, _MAX_LIST)))]
@@ -268,7 +269,7 @@ class RunStore:
             raise UserError("say who labels the run (e.g. --as alice)")
         self.get(run_id)
         row = {"run_id": run_id, "label": label, "value": value, "labeled_by": by,
-               "labeled_at": _utc(at), "note": note}  # fmt: skip
+               "labeled_at": as_utc(at), "note": note}  # fmt: skip
         try:
             with self._database.engine.begin() as connection:
                 connection.execute(
@@ -279,7 +280,7 @@ class RunStore:
                 connection.execute(insert(run_labels).values(**row))
         except SQLAlchemyError as exc:
             raise _unavailable("write the label", exc) from None
-        return RunLabel(run_id, label, value, by, _utc(at), note)
+        return RunLabel(run_id, label, value, by, as_utc(at), note)
 
     def labels(self, label: str, run_ids: builtins.list[str] | None = None) -> dict[str, RunLabel]:
         """The ``label`` labels, by run id (of ``run_ids`` only, when given)."""
@@ -326,12 +327,6 @@ def _row(row: Any) -> RunRow:
         cost_usd=Decimal(data["cost_usd"]),
         tool_fees_usd=Decimal(data["tool_fees_usd"]),
     )
-
-
-def _utc(value: datetime) -> datetime:
-    if value.utcoffset() is None:
-        raise UserError(f"time {value.isoformat()} has no time zone; give one (e.g. UTC)")
-    return value.astimezone(UTC)
 
 
 def _float(value: Any) -> float | None:

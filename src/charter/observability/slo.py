@@ -70,6 +70,7 @@ from fractions import Fraction
 from typing import Any, Final, Literal
 
 from charter.contract.schema import Comparator, SloSpec, parse_window
+from charter.core.clock import as_utc
 from charter.core.errors import UserError
 from charter.observability.runs import RunRow, RunStore
 
@@ -173,8 +174,7 @@ def evaluate_slos(
         UserError: ``now`` has no time zone, or ``window`` is malformed.
         DatabaseUnavailable: the runs cannot be read.
     """
-    if now.utcoffset() is None:
-        raise UserError(f"time {now.isoformat()} has no time zone; give one (e.g. UTC)")
+    as_utc(now)  # refuses a naive time
     if not slos:
         return []
     try:
