@@ -7,11 +7,14 @@ Every error Charter raises on purpose is one of these. Each carries a stable ``c
 CharterError                     (Exception)
 ├── UserError                    misconfiguration: the operator must change something
 │   ├── CharterInvalid           a charter file has problems (each with file:line)
+│   │   └── SuiteInvalid         an eval suite file has problems (each with file:line)
 │   ├── ToolDefinitionError      a @tool function cannot be described as a tool
 │   ├── SecretNotFound           a credential the charter names cannot be resolved
 │   ├── ModelConfigError         the charter's model cannot be built
 │   ├── AuditUnavailable         the audit log cannot be opened or written
-│   └── DatabaseUnavailable      Charter's database cannot be reached or is out of date
+│   ├── DatabaseUnavailable      Charter's database cannot be reached or is out of date
+│   ├── ReportInvalid            an eval report or baseline cannot be used
+│   └── CassetteMissing          a replayed model request has no recorded response
 ├── GovernedOutcome              enforcement said no; the run records it as an outcome
 │   ├── PermissionDenied         policy, allowlist or schema refused a tool call
 │   ├── BudgetExceeded           a budget (tokens, calls, time, USD) would be overspent
@@ -111,6 +114,24 @@ class DatabaseUnavailable(UserError):
     """Charter's database cannot be reached, or its schema is older than this code."""
 
     code = "database_unavailable"
+
+
+class SuiteInvalid(CharterInvalid):
+    """An eval suite file (or the fixture or check it names) has one or more problems."""
+
+    code = "suite_invalid"
+
+
+class ReportInvalid(UserError):
+    """An eval report given as input (a baseline, a side of a comparison) cannot be used."""
+
+    code = "report_invalid"
+
+
+class CassetteMissing(UserError):
+    """Replay found no recorded response for a model request: re-record, or fix the task."""
+
+    code = "cassette_missing"
 
 
 class GovernedOutcome(CharterError):
