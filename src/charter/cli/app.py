@@ -10,6 +10,7 @@ from charter.cli import (
     cost,
     db,
     demo,
+    evaluate,
     kill,
     metrics,
     prune,
@@ -45,6 +46,7 @@ app.add_typer(runs.app, name="runs")
 runs.app.command("label")(slo.label)
 app.add_typer(slo.app, name="slo")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(evaluate.app, name="eval")
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from charter.contract.yaml_source import YamlDocument, clip, load_yaml
 from charter.core.canonical import canonical_json, sha256_hex
 from charter.core.errors import CharterInvalid, Problem
 
-__all__ = ["Charter", "check_charter", "load_charter"]
+__all__ = ["Charter", "check_charter", "derive_charter", "load_charter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +96,27 @@ def load_charter(path: Path, *, tools: Sequence[ToolSpec] = ()) -> Charter:
     except CharterInvalid as exc:
         # Messages quote values from the file, which a hostile file can make huge.
         raise CharterInvalid([replace(p, message=clip(p.message)) for p in exc.problems]) from None
+
+
+def derive_charter(charter: Charter, data: Mapping[str, Any], *, label: str) -> Charter:
+    """A new charter from edited spec ``data`` of ``charter`` (e.g. ``charter.spec.dump()``
+    with a section removed), its prompt and Cedar files resolved next to the original and
+    its tools bound as the original's are. ``label`` names it in problems (there is no file).
+
+    Raises:
+        CharterInvalid: the edited data is not a valid charter.
+    """
+    if charter.path is None:
+        raise CharterInvalid([Problem(label, 1, "the charter was not loaded from a file")])
+    doc = YamlDocument(label, dict(data))
+    try:
+        spec = CharterSpec.model_validate(plain(doc.data))
+    except ValidationError as exc:
+        raise CharterInvalid(
+            schema_problems(doc, exc, CharterSpec, guide="docs/charter-file.md")
+        ) from None
+    assembler = _Assembler(doc, spec, charter.path.parent, tuple(charter.tools.values()))
+    return assembler.assemble(charter.path)
 
 
 def _load(path: Path, tools: Sequence[ToolSpec]) -> Charter:
