@@ -15,9 +15,11 @@ from typing import Annotated, Any, Final, Literal, cast
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictInt,
     StrictStr,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -42,6 +44,7 @@ __all__ = [
     "Timeouts",
     "ToolDecl",
     "UntrustedContent",
+    "UntrustedFields",
     "parse_objective",
     "parse_window",
 ]
@@ -64,6 +67,8 @@ _OBJECTIVE = re.compile(r"^\s*(>=|<=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
 _WINDOW = re.compile(r"^(\d+)([mhdw])$")
 
 ToolName = Annotated[str, Field(pattern=_TOOL)]
+# A key of a tool's output, not a path: `notes`, `customerNotes`, `free-text` (no dots).
+FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")]
 NonNegativeMoney = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)]
 
 
@@ -132,11 +137,54 @@ class ArgumentConstraint(_Strict):
         return self
 
 
+class UntrustedFields(_Strict):
+    """A tool output that is trusted except under these keys, at any depth.
+
+    For records that mix system-of-record fields (ids, accounts, amounts) with free text
+    anyone can write (a ticket's body, a CRM note); see ``policy.taint.split_by_fields``.
+    Keys match case-insensitively, so a listed field is not missed for its spelling.
+    """
+
+    untrusted_fields: list[FieldName] = Field(min_length=1, max_length=256)
+
+    @field_validator("untrusted_fields")
+    @classmethod
+    def _no_duplicates(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in value:
+            if name.casefold() in seen:
+                raise ValueError(
+                    f"field {name!r} is listed twice (keys match ignoring case); list it once"
+                )
+            seen.add(name.casefold())
+        return value
+
+
+def _output_form(value: Any) -> str | None:
+    """Which form of ``output`` a value is, so a mapping is only checked as field-level."""
+    if isinstance(value, str):
+        return "whole"
+    if isinstance(value, dict | UntrustedFields):
+        return "fields"
+    return None
+
+
+ToolOutput = Annotated[
+    Annotated[Literal["trusted", "untrusted"], Tag("whole")]
+    | Annotated[UntrustedFields, Tag("fields")],
+    Discriminator(
+        _output_form,
+        custom_error_type="output_form",
+        custom_error_message="write trusted, untrusted or {untrusted_fields: [field, ...]}",
+    ),
+]
+
+
 class ToolDecl(_Strict):
     """A tool the agent may call. Declaring it is the allow rule; everything else is denied."""
 
     effect: Effect
-    output: Literal["trusted", "untrusted"] = "trusted"
+    output: ToolOutput = "trusted"
     credential: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     fee_usd: NonNegativeMoney = Decimal(0)
@@ -145,6 +193,22 @@ class ToolDecl(_Strict):
     roles: list[str] | None = Field(default=None, min_length=1)
     constraints: dict[str, ArgumentConstraint] = Field(default_factory=dict)
     description: str | None = None
+
+    @property
+    def untrusted_fields(self) -> frozenset[str] | None:
+        """The casefolded keys of a field-level ``output``; None for ``trusted``/``untrusted``."""
+        if isinstance(self.output, UntrustedFields):
+            return frozenset(name.casefold() for name in self.output.untrusted_fields)
+        return None
+
+    @property
+    def output_untrusted(self) -> bool:
+        """Whether the output as a whole counts as untrusted when it cannot be split by field.
+
+        True for ``untrusted`` and for a field-level declaration (fail closed: an output that
+        is not JSON-like data has no fields to trust).
+        """
+        return self.output != "trusted"
 
 
 class Timeouts(_Strict):

@@ -54,7 +54,14 @@ class Evidence:
 
     @property
     def executed(self) -> list[ToolResult]:
+        """Every call that ran, Charter's own compensations included (they are effects)."""
         return [call for call in self.result.tool_calls if call.outcome == "executed"]
+
+    @property
+    def agent_calls(self) -> list[ToolResult]:
+        """The executed calls the agent made: without compensations, which Charter runs
+        itself when a run fails (a budget counts the agent's calls, not its clean-up)."""
+        return [c for c in self.executed if not c.decision.rule_id.endswith(".compensate")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +376,7 @@ def _limits(params: Any) -> Check:
 
     def evaluate(ev: Evidence) -> tuple[bool, str]:
         r = ev.result
-        executed = len(ev.executed)
+        executed = len(ev.agent_calls)
         parts: list[tuple[bool, str]] = []
         if cost is not None:
             parts.append((cost.test(r.cost_usd), f"cost ${r.cost_usd} (limit ${cost.expected})"))

@@ -234,7 +234,7 @@ async def _run_epoch(
         duration_ms=(time.perf_counter() - started) * 1000,
         cost_usd=result.cost_usd,
         tokens=result.total_tokens,
-        tool_calls=len(evidence.executed),
+        tool_calls=len(evidence.agent_calls),
         checks=checks,
     )
 

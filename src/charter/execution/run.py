@@ -243,13 +243,20 @@ class Run:
                         call.call_id, call.tool, decl.compensate, call.canonical_arguments, key
                     )
                 )
-            untrusted = decl.output == "untrusted"
-            remember = self.provenance.add_untrusted if untrusted else self.provenance.add_trusted
-            remember(execution.text)
-            # The text is JSON, where quotes, newlines and backslashes are escaped; a value
-            # copied verbatim from the output must match too, so remember its strings as is.
-            for text in _strings_in(self.redact(execution.value), _MAX_REMEMBERED):
-                remember(text)
+            value = self.redact(execution.value)
+            fields = decl.untrusted_fields
+            # A field-level output is remembered value by value; one that cannot be split
+            # (not JSON-like data, too large) falls through to untrusted as a whole.
+            if fields is None or not self.provenance.add_fields(value, fields, _MAX_FIELD_TEXT):
+                untrusted = decl.output_untrusted
+                remember = (
+                    self.provenance.add_untrusted if untrusted else self.provenance.add_trusted
+                )
+                remember(execution.text)
+                # The text is JSON, where quotes, newlines and backslashes are escaped; a value
+                # copied verbatim from the output must match too, so remember its strings as is.
+                for text in _strings_in(value, _MAX_REMEMBERED):
+                    remember(text)
         final = decision
         if execution.outcome != "executed":
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
@@ -434,6 +441,8 @@ class Run:
 
 
 _MAX_REMEMBERED = 65_536  # characters of a tool's strings kept for provenance (as the model sees)
+# A field-level output keeps about what an untrusted one does: its text and its strings.
+_MAX_FIELD_TEXT = 2 * _MAX_REMEMBERED
 
 
 def _strings_in(value: Any, budget: int) -> list[str]:

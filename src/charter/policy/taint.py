@@ -5,17 +5,24 @@ user's request, the charter's prompt, trusted tool outputs). An argument value i
 when it appears in untrusted text but nowhere in trusted text: the model can only have copied
 it from content an attacker may control. Matching is on the value's text, case-insensitive,
 for every string and number inside the argument.
+
+A tool's output is trusted, untrusted, or split by field (``output: {untrusted_fields: [..]}``
+in the charter): see ``split_by_fields``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
-__all__ = ["ProvenanceTracker", "TaintReport"]
+from charter.core.canonical import to_jsonable
+
+__all__ = ["ProvenanceTracker", "TaintReport", "split_by_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,18 @@ class ProvenanceTracker:
         with self._lock:
             self._untrusted.append(text.casefold())
 
+    def add_fields(self, value: Any, untrusted_fields: Collection[str], budget: int) -> bool:
+        """Remember a field-level output (see ``split_by_fields``); False when it cannot be
+        split, and nothing was remembered: the caller then treats it as untrusted as a whole."""
+        split = split_by_fields(value, untrusted_fields, budget)
+        if split is None:
+            return False
+        trusted, untrusted = split
+        with self._lock:
+            self._trusted.extend(text.casefold() for text in trusted)
+            self._untrusted.extend(text.casefold() for text in untrusted)
+        return True
+
     @property
     def untrusted_read(self) -> bool:
         return bool(self._untrusted)
@@ -99,3 +118,78 @@ def _text(value: str | int | float | Decimal) -> str:
         text = format(value, "f")
         return text.rstrip("0").rstrip(".") if "." in text else text
     return str(value)
+
+
+class _Trust(Enum):
+    BARE = "bare"  # not inside any mapping yet: no field name vouches for a value here
+    TRUSTED = "trusted"
+    UNTRUSTED = "untrusted"
+
+
+def split_by_fields(
+    value: Any, untrusted_fields: Collection[str], budget: int
+) -> tuple[list[str], list[str]] | None:
+    """The texts of a field-level output, as ``(trusted, untrusted)``; None if it cannot be split.
+
+    Why not remember the output's JSON text, as for a wholly trusted or untrusted tool: a
+    record mixes system-of-record fields (ids, accounts, amounts) with free text anyone can
+    write (a ticket's body, a CRM note), and the JSON text of the whole record, remembered as
+    trusted, would contain that free text, so a value copied from it would look trusted.
+
+    So the value is walked instead. In every mapping, at any depth (mappings inside lists
+    too), the value under a key in ``untrusted_fields`` (matched ignoring case) and
+    everything inside it is untrusted: like an untrusted output, its JSON text (the form the
+    model sees, with escapes) and every string and number inside it are remembered. Every
+    other string and number, keys included, is trusted, one value at a time, numbers as the
+    text taint matching uses (an amount copied from a trusted field stays trusted).
+
+    Fail closed: a string or number outside any mapping (a plain string output, a list of
+    strings) has no field name to vouch for it and is untrusted. None, meaning the caller
+    must treat the whole output as untrusted, when the output holds anything that is not
+    JSON-like data (an object whose fields cannot be seen, NaN), or when the texts to
+    remember (plus one per node walked) add up to more than ``budget`` characters.
+    """
+    fields = frozenset(name.casefold() for name in untrusted_fields)
+    trusted: list[str] = []
+    untrusted: list[str] = []
+    left = budget
+    stack: list[tuple[Any, _Trust]] = [(value, _Trust.BARE)]
+    try:
+        while stack and left >= 0:
+            item, trust = stack.pop()
+            left -= 1  # every node costs something, so even a cyclic value ends
+            if item is None or isinstance(item, bool):
+                continue
+            if isinstance(item, float) and item != item:
+                return None  # NaN: the output is shown as Python text, not JSON
+            if isinstance(item, str | int | float | Decimal):
+                texts = [_text(item)]
+                if trust is _Trust.BARE:
+                    texts.append(_json_text(item))
+                (trusted if trust is _Trust.TRUSTED else untrusted).extend(texts)
+                left -= sum(map(len, texts))
+            elif isinstance(item, Mapping):
+                pairs: list[tuple[Any, _Trust]] = []
+                for key, child in item.items():
+                    if trust is _Trust.UNTRUSTED:
+                        pairs += [(key, trust), (child, trust)]
+                    elif isinstance(key, str) and key.casefold() in fields:
+                        whole = _json_text(child)
+                        untrusted.append(whole)
+                        left -= len(whole)
+                        pairs += [(key, _Trust.TRUSTED), (child, _Trust.UNTRUSTED)]
+                    else:
+                        pairs += [(key, _Trust.TRUSTED), (child, _Trust.TRUSTED)]
+                stack.extend(reversed(pairs))
+            elif isinstance(item, list | tuple | set | frozenset):
+                stack.extend((child, trust) for child in reversed(list(item)))
+            else:
+                return None
+    except Exception:  # arbitrary tool data: a huge int, a hostile mapping; fail closed
+        return None
+    return (trusted, untrusted) if left >= 0 else None
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as the model sees it in the output's JSON text (see ``stages/execute.py``)."""
+    return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
