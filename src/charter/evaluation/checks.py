@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,16 +142,26 @@ def _mapping(
     return dict(params)
 
 
-def _text_list(value: Any, what: str) -> list[str]:
+def _text_list(value: Any, what: str, path: tuple[str | int, ...] | None = None) -> list[str]:
+    """``path`` locates the value (default: the key ``what``)."""
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
-        raise CheckError(f"{what} takes text or a non-empty list of text, got {value!r}")
+        raise CheckError(
+            f"{what} takes text or a non-empty list of text, got {value!r}",
+            (what,) if path is None else path,
+        )
     return items
 
 
 def _count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise CheckError(f"{what} takes a whole number >= 0, got {value!r}")
+        raise CheckError(f"{what} takes a whole number >= 0, got {value!r}", (what,))
+    return value
+
+
+def _tool_name(value: Any, check: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise CheckError(f"{check} 'tool' takes a tool name (text), got {value!r}", ("tool",))
     return value
 
 
@@ -158,7 +169,7 @@ def _count(value: Any, what: str) -> int:
 
 
 def _outcome(params: Any) -> Check:
-    wanted = _text_list(params, "outcome")
+    wanted = _text_list(params, "outcome", ())
     unknown = [o for o in wanted if o not in _OUTCOMES]
     if unknown:
         raise CheckError(
@@ -209,11 +220,21 @@ def _tool_called(params: Any) -> Check:
     p = _mapping(
         params, "tool_called", ("tool", "args", "times", "min_times", "max_times"), ("tool",)
     )
-    tool = str(p["tool"])
+    tool = _tool_name(p["tool"], "tool_called")
     matchers = _argument_matchers(p.get("args"))
     exact = _count(p["times"], "times") if "times" in p else None
+    if exact is not None and ("min_times" in p or "max_times" in p):
+        raise CheckError(
+            "tool_called takes either times or min_times/max_times, not both", ("times",)
+        )
     low = _count(p.get("min_times", 1), "min_times") if exact is None else exact
     high = _count(p["max_times"], "max_times") if "max_times" in p else exact
+    if high is not None and low > high:
+        raise CheckError(
+            f"tool_called max_times {high} is below min_times {low} (which defaults to 1), "
+            "so it can never pass; use tool_not_called for a call that must not happen",
+            ("max_times",),
+        )
 
     def evaluate(ev: Evidence) -> tuple[bool, str]:
         n = len(_matching_calls(ev, tool, matchers))
@@ -230,7 +251,7 @@ def _tool_called(params: Any) -> Check:
 
 def _tool_not_called(params: Any) -> Check:
     p = _mapping(params, "tool_not_called", ("tool", "args"), ("tool",))
-    tool = str(p["tool"])
+    tool = _tool_name(p["tool"], "tool_not_called")
     matchers = _argument_matchers(p.get("args"))
 
     def evaluate(ev: Evidence) -> tuple[bool, str]:
@@ -247,6 +268,7 @@ def _tool_not_called(params: Any) -> Check:
 
 
 _MISSING = object()
+_INDEX = re.compile(r"-?[0-9]+")
 
 
 def _resolve(state: Any, path: str) -> Any:
@@ -266,7 +288,7 @@ def _resolve(state: Any, path: str) -> Any:
                 next_nodes.append(node[part])
             elif (
                 isinstance(node, list)
-                and part.lstrip("-").isdigit()
+                and _INDEX.fullmatch(part)
                 and -len(node) <= int(part) < len(node)
             ):
                 next_nodes.append(node[int(part)])
@@ -312,7 +334,10 @@ def _messages(params: Any) -> Check:
     )
     templates = _text_list(p["templates"], "templates") if "templates" in p else None
     most = _count(p["max"], "max") if "max" in p else None
-    to = Matcher.parse(p["to"]) if "to" in p else None
+    try:
+        to = Matcher.parse(p["to"]) if "to" in p else None
+    except MatcherError as exc:
+        raise CheckError(f"messages 'to': {exc}", ("to",)) from None
     if domains is None and templates is None and most is None and to is None:
         raise CheckError("messages needs at least one of allowed_domains, templates, max, to")
 
@@ -370,7 +395,12 @@ def _limits(params: Any) -> Check:
     p = _mapping(params, "limits", ("cost_usd", "tokens", "tool_calls"))
     if not p:
         raise CheckError("limits needs at least one of cost_usd, tokens, tool_calls")
-    cost = Matcher.parse({"lte": p["cost_usd"]}) if "cost_usd" in p else None
+    try:
+        cost = Matcher.parse({"lte": p["cost_usd"]}) if "cost_usd" in p else None
+    except MatcherError:
+        raise CheckError(
+            f"cost_usd takes a number of dollars, got {p['cost_usd']!r}", ("cost_usd",)
+        ) from None
     tokens = _count(p["tokens"], "tokens") if "tokens" in p else None
     calls = _count(p["tool_calls"], "tool_calls") if "tool_calls" in p else None
 
@@ -414,9 +444,10 @@ def _custom(params: Any) -> Check:
     module_name, attribute = path.split(":")
     try:
         function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # importing runs the module: anything may go wrong
         raise CheckError(
-            f"custom function {path!r} cannot be imported: {exc}", ("function",)
+            f"custom function {path!r} cannot be imported: {type(exc).__name__}: {exc}",
+            ("function",),
         ) from None
     if not callable(function):
         raise CheckError(f"custom function {path!r} is not callable", ("function",))
@@ -424,7 +455,12 @@ def _custom(params: Any) -> Check:
     if not isinstance(arguments, Mapping):
         raise CheckError("custom 'with' takes a mapping of keyword arguments", ("with",))
     try:
-        inspect.signature(function).bind(None, **arguments)
+        signature = inspect.signature(function)
+    except ValueError:  # some built-ins have none: the call itself will tell
+        signature = None
+    try:
+        if signature is not None:
+            signature.bind(None, **arguments)
     except TypeError as exc:
         raise CheckError(
             f"custom function {path!r} does not accept these arguments: {exc}", ("with",)
@@ -432,8 +468,9 @@ def _custom(params: Any) -> Check:
 
     def evaluate(ev: Evidence) -> tuple[bool, str]:
         verdict = function(ev, **arguments)
-        if isinstance(verdict, tuple) and len(verdict) == 2:
-            return bool(verdict[0]), str(verdict[1])
+        if isinstance(verdict, tuple) and len(verdict) == 2 and isinstance(verdict[0], bool):
+            # Only a real bool: a truthy list of problems must not read as a pass.
+            return verdict[0], str(verdict[1])
         if isinstance(verdict, bool):
             return verdict, f"{path} returned {verdict}"
         raise TypeError(f"{path} must return bool or (bool, detail), got {type(verdict).__name__}")

@@ -70,8 +70,13 @@ class Matcher:
         if kind == "bool" and not isinstance(expected, bool):
             raise MatcherError(f"{operator!r} takes true or false, got {expected!r}")
         if kind == "text":
-            if not isinstance(expected, str) or len(expected) > _MAX_PATTERN:
+            if not isinstance(expected, str):
                 raise MatcherError(f"{operator!r} takes a regular expression (text)")
+            if len(expected) > _MAX_PATTERN:
+                raise MatcherError(
+                    f"{operator!r}: regular expression is {len(expected)} characters long, "
+                    f"at most {_MAX_PATTERN} allowed"
+                )
             try:
                 re.compile(expected)
             except re.error as exc:
@@ -96,22 +101,28 @@ def _is_text(value: Any) -> bool:
 
 
 def _number(value: Any) -> Decimal | None:
+    """The exact decimal of a number or numeric text; None for anything else, booleans and
+    NaN/infinity included (a NaN would make comparisons raise)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | Decimal):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, str):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
         try:
             number = Decimal(value.strip())
         except InvalidOperation:
             return None
-        return number if number.is_finite() else None
-    return None
+    else:
+        return None
+    return number if number.is_finite() else None
 
 
 def _equal(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        # true is not 1 (Python says it is; a suite's `equals: 1` means the number).
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
     a, e = _number(actual), _number(expected)
     if a is not None and e is not None and not (isinstance(actual, str) and _is_text(expected)):
         return a == e

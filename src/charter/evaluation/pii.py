@@ -14,7 +14,9 @@ from dataclasses import dataclass
 __all__ = ["PiiFinding", "find_pii"]
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w+])\+?\d[\d ()-]{8,}\d(?!\w)")
+# Not inside a hyphenated identifier (ORD-2024-000123) and not a date running into a clock
+# time ("2024-01-15 10:30" would otherwise read as ten digits).
+_PHONE = re.compile(r"(?<![\w+])(?<!\w-)\+?\d[\d ()-]{8,}\d(?!\w|:\d)")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _SSN = re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b")
