@@ -232,30 +232,14 @@ def _build(raw: Mapping[str, Any]) -> SupportDesk:
     fixture = _Fixture.model_validate(raw)
     desk = SupportDesk.default() if fixture.base == "default" else SupportDesk()
     for index, c in enumerate(fixture.customers):
-        if c.id in desk.customers:
-            for name, value in c.model_dump(exclude={"id"}, exclude_none=True).items():
-                setattr(desk.customers[c.id], name, value)
-            continue
-        missing = [f for f in _CUSTOMER_FIELDS if getattr(c, f) is None]
-        if missing:
-            raise _FixtureError(
-                f"new customer {c.id} needs {', '.join(missing)}", ("customers", index)
-            )
-        desk.customers[c.id] = Customer(**c.model_dump(exclude_none=True))
+        _merge(desk.customers, c, Customer, _CUSTOMER_FIELDS, ("customers", index))
     for index, t in enumerate(fixture.tickets):
         if t.customer_id is not None and t.customer_id not in desk.customers:
             raise _FixtureError(
                 f"ticket {t.id} names customer {t.customer_id}, who is not in the fixture",
                 ("tickets", index, "customer_id"),
             )
-        if t.id in desk.tickets:
-            for name, value in t.model_dump(exclude={"id"}, exclude_none=True).items():
-                setattr(desk.tickets[t.id], name, value)
-            continue
-        missing = [f for f in _TICKET_FIELDS if getattr(t, f) is None]
-        if missing:
-            raise _FixtureError(f"new ticket {t.id} needs {', '.join(missing)}", ("tickets", index))
-        desk.tickets[t.id] = Ticket(**t.model_dump(exclude_none=True))
+        _merge(desk.tickets, t, Ticket, _TICKET_FIELDS, ("tickets", index))
     for ticket_id, mails in fixture.inbox.items():
         if ticket_id not in desk.tickets:
             raise _FixtureError(
@@ -263,3 +247,22 @@ def _build(raw: Mapping[str, Any]) -> SupportDesk:
             )
         desk.inbox[ticket_id] = [InboxEmail(m.sender, m.subject, m.body) for m in mails]
     return desk
+
+
+def _merge(
+    records: dict[str, Any],
+    entry: _TicketEntry | _CustomerEntry,
+    make: Any,
+    required: tuple[str, ...],
+    where: tuple[str | int, ...],
+) -> None:
+    """Change the given fields of an existing record, or add a new, complete one."""
+    given = entry.model_dump(exclude_none=True)
+    if entry.id in records:
+        for name, value in given.items():
+            setattr(records[entry.id], name, value)
+        return
+    missing = [name for name in required if name not in given]
+    if missing:
+        raise _FixtureError(f"new record {entry.id} needs {', '.join(missing)}", where)
+    records[entry.id] = make(**given)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from charter.evaluation.report import summarize
 from charter.evaluation.stats import wilson_interval
 
 CHARTER_SHA = "ab" * 32
@@ -153,28 +154,9 @@ def report(
 
 
 def summary(tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The per-kind summary of ``tasks``; a kind without tasks is absent."""
-    result: dict[str, dict[str, Any]] = {}
-    for kind in sorted({t["kind"] for t in tasks}):
-        of_kind = [t for t in tasks if t["kind"] == kind]
-        runs = sum(t["runs"] for t in of_kind)
-        passed_runs = sum(t["passes"] for t in of_kind)
-        low, high = wilson_interval(passed_runs, runs)
-        statuses = [t["status"] for t in of_kind]
-        result[kind] = {
-            "tasks": len(of_kind),
-            "passed": statuses.count("passed"),
-            "failed": statuses.count("failed"),
-            "flaky": statuses.count("flaky"),
-            "errors": statuses.count("error"),
-            "runs": runs,
-            "passed_runs": passed_runs,
-            "pass_rate": passed_runs / runs if runs else 0.0,
-            "ci_low": low,
-            "ci_high": high,
-            "pass_all_rate": sum(t["pass_all"] for t in of_kind) / len(of_kind),
-        }
-    return result
+    """The per-kind summary of ``tasks`` as the runner computes it; a kind without tasks is
+    absent."""
+    return summarize(tasks)
 
 
 def mixed_report() -> dict[str, Any]:

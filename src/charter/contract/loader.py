@@ -109,13 +109,7 @@ def derive_charter(charter: Charter, data: Mapping[str, Any], *, label: str) -> 
     if charter.path is None:
         raise CharterInvalid([Problem(label, 1, "the charter was not loaded from a file")])
     doc = YamlDocument(label, dict(data))
-    try:
-        spec = CharterSpec.model_validate(plain(doc.data))
-    except ValidationError as exc:
-        raise CharterInvalid(
-            schema_problems(doc, exc, CharterSpec, guide="docs/charter-file.md")
-        ) from None
-    assembler = _Assembler(doc, spec, charter.path.parent, tuple(charter.tools.values()))
+    assembler = _Assembler(doc, _spec(doc), charter.path.parent, tuple(charter.tools.values()))
     return assembler.assemble(charter.path)
 
 
@@ -137,13 +131,16 @@ def _load(path: Path, tools: Sequence[ToolSpec]) -> Charter:
                 )
             ]
         )
+    return _Assembler(doc, _spec(doc), path.parent, tools).assemble(path)
+
+
+def _spec(doc: YamlDocument) -> CharterSpec:
     try:
-        spec = CharterSpec.model_validate(plain(doc.data))
+        return CharterSpec.model_validate(plain(doc.data))
     except ValidationError as exc:
         raise CharterInvalid(
             schema_problems(doc, exc, CharterSpec, guide="docs/charter-file.md")
         ) from None
-    return _Assembler(doc, spec, path.parent, tools).assemble(path)
 
 
 class _Assembler:
