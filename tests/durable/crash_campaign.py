@@ -162,7 +162,11 @@ def campaign(home: Path, *, runs: int = 100, kills: int = 8, workers: int = 1,
     pool = Workers(workers, env, home)
     decisions: Counter[str] = Counter()
     done_kills = 0
-    next_kill = time.monotonic() + rng.uniform(1.0, 3.0)
+    # Kills are spread over the campaign's progress, not the clock: at random points between
+    # 5% and 85% of the runs ended (and at least 0.5 s apart), so every kill lands while
+    # runs are in flight however fast this machine works through them.
+    kill_at = sorted(rng.uniform(0.05, 0.85) * runs for _ in range(kills))
+    last_kill = 0.0
     try:
         pending_runs = set(run_ids)
         while pending_runs:
@@ -170,10 +174,12 @@ def campaign(home: Path, *, runs: int = 100, kills: int = 8, workers: int = 1,
                 raise AssertionError(f"{len(pending_runs)} runs did not end in {timeout} s")
             pool.check_alive()
             _decide_all(settings, approvals, rng, decisions)
-            if done_kills < kills and time.monotonic() >= next_kill:
+            ended = runs - len(pending_runs)
+            due = done_kills < kills and ended >= kill_at[done_kills]
+            if due and time.monotonic() - last_kill >= 0.5:
                 pool.kill_and_restart(rng)
                 done_kills += 1
-                next_kill = time.monotonic() + rng.uniform(1.0, 3.0)
+                last_kill = time.monotonic()
             pending_runs = _not_ended(settings, pending_runs)
             time.sleep(0.2)
     finally:
