@@ -30,6 +30,7 @@ from charter.execution.approvals import ApprovalGrants, ApprovalInbox, InMemoryG
 from charter.execution.kill_store import KillSwitchStore
 from charter.execution.kill_switch import KillSwitchView
 from charter.execution.model import Model
+from charter.governance.service import Governance
 from charter.execution.run import Run, RunServices
 from charter.identity.principal import ENVIRONMENTS, Environment, Principal
 from charter.identity.roles import RoleGrants
@@ -135,6 +136,17 @@ class Runtime:
         )
         self._engines: dict[str, CedarEngine] = {}
         self._known_credentials: set[str] = set()
+        self._clock = clock
+        self._governance: Governance | None = None
+
+    @property
+    def governance(self) -> Governance:
+        """Releases, promotions, traffic and rollbacks, audited on this runtime's bus."""
+        if self._governance is None:
+            self._governance = Governance(
+                self.database, self._clock, self.services.bus, self.settings
+            )
+        return self._governance
 
     def engine_for(self, charter: Charter) -> CedarEngine:
         """The pre-parsed policy engine of ``charter`` (parsed once per charter version)."""

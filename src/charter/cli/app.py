@@ -11,6 +11,7 @@ from charter.cli import (
     db,
     demo,
     evaluate,
+    governance,
     kill,
     metrics,
     prune,
@@ -47,6 +48,11 @@ runs.app.command("label")(slo.label)
 app.add_typer(slo.app, name="slo")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(governance.release_app, name="release")
+app.command()(governance.promote)
+app.add_typer(governance.rollout_app, name="rollout")
+app.command()(governance.rollback)
+app.command()(governance.changelog)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,9 +27,19 @@ from charter.durable import DurableEngine, RunSpec, enqueue_run
 from charter.identity.principal import ENVIRONMENTS, Principal
 from charter.runtime import Runtime
 
+# A charter name (contract/schema.py); a path that does not exist but reads as one is a name.
+_CHARTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
 
 def run(
-    charter_file: Annotated[Path, typer.Argument(metavar="CHARTER", help="The charter YAML file.")],
+    charter_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CHARTER",
+            help="The charter YAML file, or a charter's name: then the release its deployment "
+            "in the environment routes this user to serves the run.",
+        ),
+    ],
     user_input: Annotated[
         str, typer.Option("--input", "-i", help="The user's request.", envvar="CHARTER_INPUT")
     ],
@@ -103,11 +114,28 @@ def run(
         principal = Principal(user=user, tenant=tenant, roles=tuple(role or ()))
     except ValueError as exc:
         fail(str(exc), as_json=as_json)
+    settings = Settings.from_env()
+    served = None
     try:
-        charter = Charter.load(charter_file)
+        if not charter_file.exists() and _CHARTER_NAME.fullmatch(str(charter_file)):
+            # A charter's name: the release its deployment routes this user to serves the run.
+            with Runtime(settings) as runtime:
+                charter, served = runtime.governance.serve(
+                    str(charter_file),
+                    environment or settings.environment,
+                    principal.tenant,
+                    principal.user,
+                )
+            assert charter.path is not None
+            charter_file = charter.path
+            if not as_json:
+                stderr.print(f"served by {served.label} ({served.id[:12]})")
+        else:
+            charter = Charter.load(charter_file)
     except CharterInvalid as exc:
         fail(f"{exc}\nrun 'charter validate {charter_file}' for details", as_json=as_json)
-    settings = Settings.from_env()
+    except UserError as exc:
+        fail(str(exc), as_json=as_json)
     spec = RunSpec(
         charter_path=str(charter_file.resolve()),
         charter_sha256=charter.content_sha256,
@@ -137,6 +165,8 @@ def run(
                     )
                 )
                 result = outcome.as_dict()
+                if served is not None:
+                    result["release"] = served.as_dict()
     except UserError as exc:
         fail(str(exc), as_json=as_json)
     if as_json:

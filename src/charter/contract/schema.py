@@ -417,6 +417,71 @@ class Concurrency(_Strict):
         return self
 
 
+class RolloutGuards(_Strict):
+    """When a rollout's candidate is worse than the stable release, traffic goes back.
+
+    Each bound compares the candidate with the stable release over ``window``; ``None``
+    switches that guard off. Nothing is judged until each side has ``min_runs`` runs.
+    """
+
+    window: str = "15m"
+    min_runs: int = Field(default=20, ge=1, le=1_000_000)
+    max_failure_rate_increase: float | None = Field(default=0.05, ge=0, le=1)
+    max_violation_rate_increase: float | None = Field(default=0.05, ge=0, le=1)
+    max_p95_latency_ratio: float | None = Field(default=1.5, ge=1, le=100)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @property
+    def window_seconds(self) -> int:
+        return parse_window(self.window)
+
+
+class RolloutSpec(_Strict):
+    """How a new release reaches all traffic: percentages in order, then 100."""
+
+    plan: list[int] = Field(default_factory=lambda: [5, 25, 50, 100], min_length=1)
+    # Advance to the next stage on a schedule (``charter rollout tick``), if guards hold.
+    advance_every: str | None = None
+    guards: RolloutGuards = Field(default_factory=RolloutGuards)
+
+    @field_validator("plan")
+    @classmethod
+    def _plan(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= step <= 100 for step in value):
+            raise ValueError(f"plan {value} must hold percentages from 1 to 100")
+        if any(a >= b for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"plan {value} must rise step by step")
+        if value[-1] != 100:
+            raise ValueError(f"plan {value} must end at 100")
+        return value
+
+    @field_validator("advance_every")
+    @classmethod
+    def _advance_every(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_window(value)
+        return value
+
+
+class AutonomyRule(_Strict):
+    """When a tool that needs approval has earned running without it (or lost that).
+
+    ``charter autonomy report`` proposes dropping the tool's approval rules once at least
+    ``min_decisions`` human decisions were taken on it and at most ``max_rejection_rate`` of
+    them were rejections, and proposes adding one back when rejections exceed it.
+    """
+
+    tool: ToolName
+    min_decisions: int = Field(default=50, ge=1, le=1_000_000)
+    max_rejection_rate: float = Field(default=0.02, ge=0, le=1)
+    min_eval_pass_rate: float = Field(default=1.0, ge=0, le=1)
+
+
 class EvalGate(_Strict):
     min_pass_rate: float = Field(ge=0, le=1)
 
@@ -441,6 +506,8 @@ class CharterSpec(_Strict):
     slos: list[SloSpec] = Field(default_factory=list)
     evals: Evals | None = None
     concurrency: Concurrency = Field(default_factory=Concurrency)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    autonomy: list[AutonomyRule] = Field(default_factory=list)
 
     def tool_timeout(self, name: str) -> float | None:
         """The effective time limit for one call of ``name``: the tool's, else the budget's."""

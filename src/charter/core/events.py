@@ -19,6 +19,7 @@ __all__ = [
     "ApprovalDecided",
     "Event",
     "EventBus",
+    "GovernanceChanged",
     "KillSwitchChanged",
     "ModelCalled",
     "RunFinished",
@@ -143,8 +144,32 @@ class KillSwitchChanged:
     by: str
 
 
+@dataclass(frozen=True, slots=True)
+class GovernanceChanged:
+    """A release was created, promoted, rolled out or rolled back (by a person or a guard).
+
+    ``action`` is one of ``governance.changelog.ACTIONS``; ``release_id`` and
+    ``environment`` are "" when the action has none.
+    """
+
+    at: datetime
+    charter_name: str
+    environment: str
+    action: str
+    actor: str
+    release_id: str
+    reason: str
+    detail: str = ""
+
+
 Event = (
-    RunStarted | ToolCallFinished | ModelCalled | RunFinished | ApprovalDecided | KillSwitchChanged
+    RunStarted
+    | ToolCallFinished
+    | ModelCalled
+    | RunFinished
+    | ApprovalDecided
+    | KillSwitchChanged
+    | GovernanceChanged
 )
 
 

@@ -39,6 +39,11 @@ class Settings:
         retain_spans_days / retain_runs_days: ``CHARTER_RETAIN_SPANS_DAYS`` (default 30) and
             ``CHARTER_RETAIN_RUNS_DAYS`` (default 90): what ``charter prune`` keeps. The
             audit log is never pruned.
+        protected_environments: ``CHARTER_PROTECTED_ENVIRONMENTS`` (default
+            ``staging,prod``): promotion into them needs a passing eval report for exactly
+            the release promoted.
+        separate_duties_in: ``CHARTER_SEPARATE_DUTIES_IN`` (default ``prod``): promotion
+            into them must be done by someone other than the release's author.
     """
 
     home: Path
@@ -51,6 +56,8 @@ class Settings:
     review_usd_per_hour: Decimal = Decimal(0)
     retain_spans_days: int = 30
     retain_runs_days: int = 90
+    protected_environments: tuple[str, ...] = ("staging", "prod")
+    separate_duties_in: tuple[str, ...] = ("prod",)
 
     @property
     def database(self) -> str:
@@ -73,6 +80,10 @@ class Settings:
             review_usd_per_hour=_money(env, "CHARTER_REVIEW_USD_PER_HOUR"),
             retain_spans_days=_days(env, "CHARTER_RETAIN_SPANS_DAYS", 30),
             retain_runs_days=_days(env, "CHARTER_RETAIN_RUNS_DAYS", 90),
+            protected_environments=_names(
+                env, "CHARTER_PROTECTED_ENVIRONMENTS", ("staging", "prod")
+            ),
+            separate_duties_in=_names(env, "CHARTER_SEPARATE_DUTIES_IN", ("prod",)),
         )
 
 
@@ -105,3 +116,20 @@ def _days(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise UserError(f"{name}={raw!r} must be a whole number of days, at least 1")
     return int(raw)
+
+
+_ENVIRONMENT_NAMES = ("dev", "staging", "prod")
+
+
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    unknown = [n for n in names if n not in _ENVIRONMENT_NAMES]
+    if unknown:
+        raise UserError(
+            f"{name}={raw!r}: unknown environment {unknown[0]!r}; use a comma-separated "
+            f"list of {', '.join(_ENVIRONMENT_NAMES)} (or empty for none)"
+        )
+    return names

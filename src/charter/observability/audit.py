@@ -108,7 +108,9 @@ __all__ = [
     "VerifyReport",
 ]
 
-AuditKind = Literal["run_started", "tool_call", "run_finished", "approval_decision", "kill_switch"]
+AuditKind = Literal[
+    "run_started", "tool_call", "run_finished", "approval_decision", "kill_switch", "governance"
+]
 
 GENESIS_HASH: Final = "0" * 64
 """The ``prev_hash`` of the first record of every tenant's chain."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from charter.core.events import (
     ApprovalDecided,
     Event,
+    GovernanceChanged,
     KillSwitchChanged,
     RunFinished,
     RunIdentity,
@@ -53,6 +56,14 @@ class AuditRecorder:
                 actor, "kill_switch", event, reason=event.reason,
                 rule_id=f"kill-switch:{event.scope}",
                 outcome=event.action, detail=f"scope {event.scope}",
+            ))  # fmt: skip
+            return
+        if isinstance(event, GovernanceChanged):
+            actor = _actor(GOVERNANCE_TENANT, event.actor, charter_name=event.charter_name)
+            actor = replace(actor, charter_sha256=event.release_id, environment=event.environment)
+            self._log.append(_entry(
+                actor, "governance", event, reason=event.reason,
+                rule_id=f"governance:{event.action}", outcome=event.action, detail=event.detail,
             ))  # fmt: skip
             return
         if isinstance(event, ToolCallFinished):
@@ -106,7 +117,7 @@ class AuditRecorder:
 def _entry(
     run: RunIdentity,
     kind: str,
-    event: RunStarted | ToolCallFinished | RunFinished | ApprovalDecided | KillSwitchChanged,
+    event: Event,
     *,
     tool: str | None = None,
     arguments: dict[str, object] | None = None,

@@ -25,8 +25,12 @@ __all__ = [
     "approval_requests",
     "audit_heads",
     "audit_records",
+    "deployments",
+    "governance_events",
     "kill_switches",
     "metadata",
+    "promotions",
+    "releases",
     "role_grants",
     "run_labels",
     "runs",
@@ -187,3 +191,58 @@ role_grants = Table(
     Column("granted_by", Text, nullable=False),
     Column("granted_at", DateTime(timezone=True), nullable=False),
 )
+
+# Governance (governance/): immutable releases, promotions into environments, what each
+# environment serves now, and the history of every governance action.
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Text, primary_key=True),  # the charter's content hash
+    Column("charter_name", Text, nullable=False),
+    Column("version", Integer, nullable=False),  # v1, v2... per charter, in creation order
+    Column("author", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("bundle", Text, nullable=False),  # JSON: the files, to serve and diff it anywhere
+    UniqueConstraint("charter_name", "version", name="uq_releases_charter_version"),
+)
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("release_id", Text, nullable=False),
+    Column("charter_name", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("promoted_by", Text, nullable=False),
+    Column("promoted_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON: the eval report that allowed it
+    UniqueConstraint("release_id", "environment", name="uq_promotions_release_env"),
+)
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("charter_name", Text, primary_key=True),
+    Column("environment", Text, primary_key=True),
+    Column("weights", Text, nullable=False),  # JSON: {release id: percent}, summing to 100
+    Column("stable_release", Text, nullable=False),
+    Column("candidate_release", Text),
+    Column("stage", Integer, nullable=False),  # index into the charter's rollout plan
+    Column("generation", Integer, nullable=False),  # bumped by every change
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", Text, nullable=False),
+)
+governance_events = Table(
+    "governance_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("charter_name", Text, nullable=False),
+    Column("environment", Text),
+    Column("action", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("release_id", Text),
+    Column("reason", Text, nullable=False),
+    Column("details", Text, nullable=False),  # JSON
+)
+Index("ix_governance_events_charter_at", governance_events.c.charter_name, governance_events.c.at)
