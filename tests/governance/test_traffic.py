@@ -19,6 +19,7 @@ from charter.governance.promotion import PromotionRefused
 from charter.governance.releases import Release
 from charter.governance.service import Governance
 from charter.governance.traffic import bucket_of
+from charter.observability.metrics import render_metrics
 from charter.storage import Database, upgrade
 from charter.storage.tables import deployments, governance_events, releases
 from charter.testing.clock import FakeClock
@@ -238,3 +239,8 @@ def test_every_change_is_in_the_changelog_and_on_the_bus(gov: Governance, tmp_pa
     assert [e.action for e in published] == actions
     assert published[-1].actor == "carol"
     assert _count(gov, releases) == 2
+    scraped = render_metrics(gov.database)
+    assert (
+        'charter_rollbacks_total{charter="support-triage",environment="dev",kind="manual"} 1.0'
+        in scraped
+    )

@@ -70,7 +70,14 @@ from charter.core.errors import DatabaseUnavailable
 from charter.execution.approval_store import status_is
 from charter.storage.database import Database, Dialect, from_db_time
 from charter.storage.migrate import ensure_schema
-from charter.storage.tables import approval_requests, audit_records, kill_switches, runs, spans
+from charter.storage.tables import (
+    approval_requests,
+    audit_records,
+    governance_events,
+    kill_switches,
+    runs,
+    spans,
+)
 
 __all__ = [
     "APPROVAL_WAIT_BUCKETS",
@@ -219,6 +226,7 @@ def _read(connection: Connection, dialect: Dialect, now: datetime) -> list[Metri
         _tool_durations(connection, dialect),
         *_approvals(connection, dialect, now),
         _kill_switches(connection),
+        _rollbacks(connection),
     ]
 
 
@@ -524,6 +532,36 @@ def _kill_switches(connection: Connection) -> Metric:
         "Kill switches in force, by the rule_id their refusals carry.",
         ("rule_id",),
         active,
+    )
+
+
+def _rollbacks(connection: Connection) -> Metric:
+    """Rollbacks by people and by the rollout guard (``governance/guard.py``): the
+    automatic ones are what an alert should page on."""
+    query = (
+        select(
+            governance_events.c.charter_name,
+            governance_events.c.environment,
+            governance_events.c.action,
+            func.count(),
+        )
+        .where(governance_events.c.action.in_(("rollback", "auto_rollback")))
+        .group_by(
+            governance_events.c.charter_name,
+            governance_events.c.environment,
+            governance_events.c.action,
+        )
+    )
+    counts: dict[tuple[str, ...], float] = {
+        (charter, environment or "", "automatic" if action == "auto_rollback" else "manual"): n
+        for charter, environment, action, n in connection.execute(query)
+    }
+    return _counter(
+        "charter_rollbacks",
+        "Traffic rolled back to the last good release, by charter, environment and kind "
+        "(automatic: the rollout guard found the candidate worse).",
+        ("charter", "environment", "kind"),
+        counts,
     )
 
 
