@@ -127,6 +127,25 @@ def release_show(
         )
 
 
+@release_app.command("diff")
+def release_diff(
+    old: Annotated[str, typer.Argument(help="The earlier release: id, prefix or name@vN.")],
+    new: Annotated[str, typer.Argument(help="The later release.")],
+    as_json: JsonOption = False,
+) -> None:
+    """What changed between two releases: prompt text, model, tool schemas, policies and
+    budgets; loosened rules (a raised threshold, a removed deny, a larger budget) first."""
+    from charter.governance.diff import diff_releases
+
+    with _governance(as_json) as governance:
+        diff = diff_releases(governance.releases.get(old), governance.releases.get(new))
+    if as_json:
+        emit_json(diff.as_dict())
+        return
+    for line in diff.lines():
+        console.print(escape(line), soft_wrap=True, highlight=False)
+
+
 # -- promotion -----------------------------------------------------------------------------
 
 
