@@ -30,8 +30,8 @@ from charter.execution.approvals import ApprovalGrants, ApprovalInbox, InMemoryG
 from charter.execution.kill_store import KillSwitchStore
 from charter.execution.kill_switch import KillSwitchView
 from charter.execution.model import Model
-from charter.governance.service import Governance
 from charter.execution.run import Run, RunServices
+from charter.governance.service import Governance
 from charter.identity.principal import ENVIRONMENTS, Environment, Principal
 from charter.identity.roles import RoleGrants
 from charter.identity.secrets import (

@@ -22,7 +22,7 @@ def test_an_unknown_top_level_key_names_the_allowed_keys(files: CharterFiles) ->
     assert problem.message == "unknown key 'toolz'"
     assert problem.hint == (
         "remove it or check the spelling (allowed: charter, description, model, prompt, "
-        "toolkit, tools, budgets, policies, slos, evals, concurrency)"
+        "toolkit, tools, budgets, policies, slos, evals, concurrency, rollout, autonomy)"
     )
 
 

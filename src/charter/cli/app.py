@@ -53,6 +53,8 @@ app.command()(governance.promote)
 app.add_typer(governance.rollout_app, name="rollout")
 app.command()(governance.rollback)
 app.command()(governance.changelog)
+app.command()(governance.whatif)
+app.add_typer(governance.autonomy_app, name="autonomy")
 
 
 def main() -> None:

@@ -406,3 +406,164 @@ def changelog(
             escape(e.reason[:80]),
         )
     console.print(table)
+
+
+def whatif(
+    candidate: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CANDIDATE",
+            help="The candidate charter (file or directory), or a release name@vN.",
+        ),
+    ],
+    against: Annotated[
+        str,
+        typer.Option(
+            "--against",
+            help="The environment whose recorded runs are replayed: dev, staging or prod.",
+        ),
+    ],
+    last: Annotated[
+        int, typer.Option(help="How many of its latest runs.", min=1, max=10_000)
+    ] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay the tool calls of the last N recorded runs through a candidate's policies and
+    budgets (no tool runs, nothing is written) and list the decisions that change: newly
+    denied, newly approval-required, newly allowed, with examples.
+
+    Exit codes: 0 nothing changes; 1 some decisions change; 2 bad input.
+    """
+    from charter.contract.loader import Charter
+    from charter.core.errors import CharterInvalid
+    from charter.governance.releases import charter_file_of
+    from charter.governance.whatif import what_if
+
+    with _governance(as_json) as governance:
+        try:
+            if candidate.exists():
+                charter = Charter.load(charter_file_of(candidate))
+            else:
+                charter = governance.releases.charter_of(governance.releases.get(str(candidate)))
+        except CharterInvalid as exc:
+            fail(str(exc), as_json=as_json)
+        report = what_if(charter, governance.database, environment=against, last=last)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        _print_whatif(report.as_dict())
+    if report.changed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_whatif(data: dict[str, Any]) -> None:
+    console.print(
+        f"replayed {data['calls_replayed']} calls of {data['runs_replayed']} runs in "
+        f"{data['environment']} through {data['charter_name']} ({data['candidate_sha256'][:12]})"
+    )
+    for key, title in (
+        ("newly_denied", "newly denied"),
+        ("newly_approval_required", "newly approval-required"),
+        ("newly_allowed", "newly allowed"),
+    ):
+        changes = data[key]
+        console.print(f"[bold]{title}[/]: {len(changes)}")
+        for change in changes[:5]:
+            console.print(
+                f"  {change['run_id']} {change['tool']}({escape(str(change['arguments']))[:120]}): "
+                f"{change['old_verdict']} -> {change['new_verdict']} "
+                f"[{escape(str(change['new_rule']))}]",
+                soft_wrap=True,
+            )
+    for note in [*data.get("notes", []), *data.get("assumptions", [])]:
+        console.print(f"  note: {escape(str(note))}", soft_wrap=True)
+
+
+autonomy_app = typer.Typer(
+    help="Earned autonomy: when a tool may run without approval.", no_args_is_help=True
+)
+
+
+@autonomy_app.command("report")
+def autonomy(
+    charter_file: Annotated[
+        Path, typer.Argument(metavar="CHARTER", help="The charter file (or directory).")
+    ],
+    report: Annotated[
+        Path | None, typer.Option(help="An eval report.json of this charter, as evidence.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only decisions in this window, e.g. 30d.")
+    ] = None,
+    write: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the proposed charter (with the moves "
+            "made) into this new directory, ready for "
+            "'charter release create'."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per tool that needs approval (or has an autonomy rule): the humans' decisions and the
+    eval evidence, and a proposed move to autonomous (or back) when the charter's thresholds
+    are met. A move is never made here: --write produces a new charter to release.
+
+    Exit codes: 0 nothing to move; 1 a move is proposed; 2 bad input.
+    """
+    import shutil
+    from datetime import timedelta
+
+    from charter.contract.loader import Charter
+    from charter.contract.schema import parse_window
+    from charter.core.errors import CharterInvalid
+    from charter.governance.autonomy import autonomy_report, proposed_charter_text
+    from charter.governance.releases import charter_file_of
+
+    with _governance(as_json) as governance:
+        try:
+            charter = Charter.load(charter_file_of(charter_file))
+            window_start = (
+                governance.clock.now() - timedelta(seconds=parse_window(since)) if since else None
+            )
+        except (CharterInvalid, ValueError) as exc:
+            fail(str(exc), as_json=as_json)
+        evidence = read_report(report) if report is not None else None
+        result = autonomy_report(
+            charter,
+            governance.database,
+            since=window_start,
+            eval_report=evidence,
+            clock=governance.clock,
+        )
+        written = None
+        if write is not None and result.moves:
+            text = proposed_charter_text(charter, result)
+            if text is None or charter.path is None:
+                fail("nothing to write: the report proposes no move", as_json=as_json)
+            if write.exists():
+                fail(f"{write} exists; --write needs a new directory", as_json=as_json)
+            shutil.copytree(
+                charter.path.parent, write, ignore=shutil.ignore_patterns("__pycache__", "*.py")
+            )
+            (write / charter.path.name).write_text(text, encoding="utf-8")
+            written = str(write / charter.path.name)
+    data = {**result.as_dict(), "written": written}
+    if as_json:
+        emit_json(data)
+    else:
+        for tool in data["tools"]:
+            console.print(
+                f"[bold]{tool['tool']}[/]: {tool['proposal']} "
+                f"({escape('; '.join(tool['reasons']))})",
+                soft_wrap=True,
+            )
+        for note in data.get("notes", []):
+            console.print(f"  note: {escape(str(note))}", soft_wrap=True)
+        if written:
+            console.print(
+                f"proposed charter written to {written}: release it with "
+                f"'charter release create {write}'"
+            )
+    if result.moves:
+        raise typer.Exit(EXIT_FAILED)

@@ -270,6 +270,27 @@ class _Assembler:
                         f"sink {tool!r} is not a declared tool",
                         hint,
                     )
+        self._check_autonomy(declared, hint)
+
+    def _check_autonomy(self, declared: set[str], hint: str) -> None:
+        """Each ``autonomy:`` rule names a declared tool, and a tool has at most one rule."""
+        first: dict[str, int] = {}
+        for index, rule in enumerate(self.spec.autonomy):
+            if rule.tool not in declared:
+                self.problem(
+                    ("autonomy", index, "tool"),
+                    f"autonomy rule names tool {rule.tool!r}, which is not declared",
+                    hint,
+                )
+            elif rule.tool in first:
+                self.problem(
+                    ("autonomy", index, "tool"),
+                    f"tool {rule.tool!r} already has an autonomy rule (on line "
+                    f"{self.doc.line_of(('autonomy', first[rule.tool], 'tool'))})",
+                    "keep one rule per tool: merge the two",
+                )
+            else:
+                first[rule.tool] = index
 
     def _bind_tools(self) -> dict[str, ToolSpec]:
         available: dict[str, ToolSpec] = {}

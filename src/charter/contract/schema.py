@@ -7,6 +7,7 @@ undeclared tool, a condition on a missing argument) live in ``contract.loader``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -454,7 +455,7 @@ class RolloutSpec(_Strict):
     def _plan(cls, value: list[int]) -> list[int]:
         if any(not 1 <= step <= 100 for step in value):
             raise ValueError(f"plan {value} must hold percentages from 1 to 100")
-        if any(a >= b for a, b in zip(value, value[1:], strict=False)):
+        if any(a >= b for a, b in itertools.pairwise(value)):
             raise ValueError(f"plan {value} must rise step by step")
         if value[-1] != 100:
             raise ValueError(f"plan {value} must end at 100")

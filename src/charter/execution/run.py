@@ -5,7 +5,8 @@
       -> ToolCallFinished event (the audit log and tracing subscribe to it)
 
 Stages are small units in ``execution/stages``; this module only composes them, in that
-fixed order, and turns their decisions into outcomes.
+fixed order, and turns their decisions into outcomes. ``Run.decide`` runs the same guards as a
+dry run (no kill switch; nothing executed, filed or recorded), for policy what-if.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ _GUARDS: tuple[GuardStage, ...] = (
     BudgetStage(),
     PolicyStage(),
 )
+# A dry decision (``Run.decide``) judges the charter alone: no kill switch.
+_DRY_GUARDS: tuple[GuardStage, ...] = _GUARDS[1:]
 _APPROVAL = ApprovalStage()
 
 _OUTCOME_BY_STAGE: dict[Stage, ToolCallOutcome] = {
@@ -202,14 +205,11 @@ class Run:
         self._step += 1
         call.event_id = f"{self.id}/call/{self._step}"
         call.idempotency_key = f"{self.id}:{self._step}"
-        decision: Decision | None = None
-        for guard in _GUARDS:
-            decision = guard.check(self, call)
-            # Deny stops here; require-approval goes on to the approval stage (a grant for
-            # these exact arguments turns it into allow).
-            if decision is not None and decision.verdict is Verdict.DENY:
-                return self._refuse(call, decision)
-        assert decision is not None  # the policy stage always decides
+        decision = self._guard(call, _GUARDS)
+        if decision.verdict is Verdict.DENY:
+            return self._refuse(call, decision)
+        # Require-approval goes on to the approval stage (a grant for these exact arguments
+        # turns it into allow).
         decision = _APPROVAL.check(self, call, decision)
         if decision.verdict is Verdict.REQUIRE_APPROVAL:
             return self._refuse(call, decision)
@@ -261,6 +261,38 @@ class Run:
         if execution.outcome != "executed":
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
         return self._finish(call, final, execution.outcome, execution.text, execution.value)
+
+    def decide(self, name: str, arguments: Any) -> Decision:
+        """What ``call_tool`` would decide for this call, without acting on it (a dry run).
+
+        Runs the allowlist, arguments, budget and policy stages and returns the first deny,
+        else the policy's verdict: a require-approval verdict is the answer, as no grant is
+        consulted and no approval request filed. Nothing executes, no event is published and
+        the step counter does not move. The kill switch is not consulted: a dry decision
+        judges the charter, not today's switches. The run's budget is used as if the call
+        went ahead: an allowed call commits its tool-call slot and fee (so later decisions
+        see them), a refused one keeps its slot and gives its fee back, as in ``call_tool``.
+        """
+        call = PendingCall(
+            self.redact_text(_shown_name(name)), arguments, "", "", self.services.clock.monotonic()
+        )
+        decision = self._guard(call, _DRY_GUARDS)
+        if call.reservation is not None:
+            if decision.verdict is Verdict.ALLOW:
+                self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
+            else:
+                self.ledger.release(call.reservation)
+        return replace(decision, reason=self.redact_text(decision.reason))
+
+    def _guard(self, call: PendingCall, guards: tuple[GuardStage, ...]) -> Decision:
+        """The guard stages in order: the first deny, else the policy stage's decision."""
+        decision: Decision | None = None
+        for guard in guards:
+            decision = guard.check(self, call)
+            if decision is not None and decision.verdict is Verdict.DENY:
+                return decision
+        assert decision is not None  # the policy stage always decides
+        return decision
 
     def _defer(self, call: PendingCall, decision: Decision, key: str) -> ToolResult:
         """Queue a decided call until the run succeeds (see ``execution/effects.py``)."""
