@@ -215,6 +215,13 @@ def _weights(governance: Governance, charter: str, pairs: list[str]) -> dict[str
     return weights
 
 
+def _show(governance: Governance, data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json({"ok": True, **data})
+    else:
+        _print_deployment(governance, data)
+
+
 def _print_deployment(governance: Governance, data: dict[str, Any]) -> None:
     labels = governance.labels(data["charter"])
     shares = ", ".join(f"{labels.get(r, r[:12])}={w}%" for r, w in data["weights"].items())
@@ -248,10 +255,7 @@ def rollout_set(
             reason=reason,
             labels=governance.labels(charter),
         )
-        if as_json:
-            emit_json({"ok": True, **deployment.as_dict()})
-        else:
-            _print_deployment(governance, deployment.as_dict())
+        _show(governance, deployment.as_dict(), as_json)
 
 
 @rollout_app.command("start")
@@ -277,10 +281,7 @@ def rollout_start(
             reason=reason,
             labels=governance.labels(charter),
         )
-        if as_json:
-            emit_json({"ok": True, **deployment.as_dict()})
-        else:
-            _print_deployment(governance, deployment.as_dict())
+        _show(governance, deployment.as_dict(), as_json)
 
 
 @rollout_app.command("advance")
@@ -301,10 +302,7 @@ def rollout_advance(
             reason=reason,
             labels=governance.labels(charter),
         )
-        if as_json:
-            emit_json({"ok": True, **deployment.as_dict()})
-        else:
-            _print_deployment(governance, deployment.as_dict())
+        _show(governance, deployment.as_dict(), as_json)
 
 
 def _stable_plan(governance: Governance, charter: str, env: str) -> list[int]:
@@ -373,10 +371,7 @@ def rollback(
         deployment = governance.traffic.rollback(
             charter, env, by=by, reason=reason, labels=governance.labels(charter)
         )
-        if as_json:
-            emit_json({"ok": True, **deployment.as_dict()})
-        else:
-            _print_deployment(governance, deployment.as_dict())
+        _show(governance, deployment.as_dict(), as_json)
 
 
 def changelog(

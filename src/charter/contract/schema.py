@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, cast
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -49,6 +50,15 @@ __all__ = [
     "parse_objective",
     "parse_window",
 ]
+
+
+def _valid_window(value: str) -> str:
+    parse_window(value)  # defined below; called only when a value is validated
+    return value
+
+
+# A time window such as 30m, 24h, 7d or 2w (``parse_window``).
+WindowText = Annotated[str, AfterValidator(_valid_window)]
 
 Effect = Literal["read", "write", "irreversible"]
 Comparator = Literal[">=", ">", "<=", "<"]
@@ -279,7 +289,7 @@ class SloSpec(_Strict):
 
     name: SloName
     objective: str
-    window: str = "7d"
+    window: WindowText = "7d"
 
     @field_validator("objective")
     @classmethod
@@ -288,12 +298,6 @@ class SloSpec(_Strict):
         name = info.data.get("name")  # absent when the name itself was invalid
         if name is not None:
             _check_objective_sense(name, value, comparator, bound)
-        return value
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_window(value)
         return value
 
     @property
@@ -425,17 +429,11 @@ class RolloutGuards(_Strict):
     switches that guard off. Nothing is judged until each side has ``min_runs`` runs.
     """
 
-    window: str = "15m"
+    window: WindowText = "15m"
     min_runs: int = Field(default=20, ge=1, le=1_000_000)
     max_failure_rate_increase: float | None = Field(default=0.05, ge=0, le=1)
     max_violation_rate_increase: float | None = Field(default=0.05, ge=0, le=1)
     max_p95_latency_ratio: float | None = Field(default=1.5, ge=1, le=100)
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        parse_window(value)
-        return value
 
     @property
     def window_seconds(self) -> int:
@@ -447,7 +445,7 @@ class RolloutSpec(_Strict):
 
     plan: list[int] = Field(default_factory=lambda: [5, 25, 50, 100], min_length=1)
     # Advance to the next stage on a schedule (``charter rollout tick``), if guards hold.
-    advance_every: str | None = None
+    advance_every: WindowText | None = None
     guards: RolloutGuards = Field(default_factory=RolloutGuards)
 
     @field_validator("plan")
@@ -459,13 +457,6 @@ class RolloutSpec(_Strict):
             raise ValueError(f"plan {value} must rise step by step")
         if value[-1] != 100:
             raise ValueError(f"plan {value} must end at 100")
-        return value
-
-    @field_validator("advance_every")
-    @classmethod
-    def _advance_every(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_window(value)
         return value
 
 
