@@ -166,7 +166,8 @@ def test_one_problem_is_counted_in_the_singular(files: CharterFiles) -> None:
     assert code == 1
     assert err.splitlines() == [
         f"{path}:7: unknown key 'toolz'; remove it or check the spelling (allowed: charter, "
-        "description, model, prompt, toolkit, tools, budgets, policies, slos, evals, concurrency)",
+        "description, model, prompt, toolkit, tools, budgets, policies, slos, evals, concurrency, "
+        "rollout, autonomy)",
         f"1 problem in {path}",
     ]
 
