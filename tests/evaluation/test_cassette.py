@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from charter_examples.support_desk.desk import SupportDesk
 
+from charter.core import files as files_module
 from charter.core.errors import CassetteMissing, UserError
-from charter.evaluation import cassette as cassette_module
 from charter.evaluation.cassette import (
     FORMAT,
     VERSION,
@@ -340,7 +340,7 @@ def test_a_failed_save_keeps_the_old_cassette_and_cleans_up(
     def broken(_src: Any, _dst: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(cassette_module.os, "replace", broken)
+    monkeypatch.setattr(files_module.os, "replace", broken)  # the cassette writes through it
     with pytest.raises(OSError, match="disk full"):
         recorder.save()
 

@@ -28,6 +28,7 @@ from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail
 from charter.cli.render_eval import print_comparison, print_report
 from charter.contract.loader import Charter
 from charter.core.errors import CharterInvalid, UserError
+from charter.core.files import write_atomic
 from charter.core.settings import Settings
 from charter.evaluation.cassette import RecordingModel, ReplayModel
 from charter.evaluation.compare import compare_reports
@@ -406,10 +407,7 @@ def redteam(
         suite = load_suite(golden)
         data = generate_security_suite(suite, name=name, variants=variants)
         text = suite_yaml(data, source=golden)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scratch = out.with_name(f".{out.name}.tmp")
-        scratch.write_text(text, encoding="utf-8")
-        scratch.replace(out)
+        write_atomic(out, text)
         load_suite(out)  # what was written must load: a generator bug fails here, loudly
     except UserError as exc:
         fail(str(exc), as_json=as_json)

@@ -33,15 +33,14 @@ evaluation instead of scoring a run that replay could not reproduce.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from charter.core.canonical import canonical_json, sha256_hex
 from charter.core.errors import CassetteMissing
+from charter.core.files import write_atomic
 from charter.execution.model import (
     Message,
     Model,
@@ -172,19 +171,7 @@ class RecordingModel:
             "entries": sorted(self._entries.values(), key=lambda e: int(e["step"])),
         }
         text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, text)
         return self.path
 
 

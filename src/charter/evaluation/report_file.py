@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -26,6 +25,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from charter.core.errors import ReportInvalid
+from charter.core.files import write_temporary
 from charter.evaluation.html_report import html_report
 from charter.evaluation.junit import junit_xml
 
@@ -238,7 +238,7 @@ def _replace_all(files: Mapping[Path, bytes]) -> None:
     placed: list[Path] = []
     try:
         for path, data in files.items():
-            temporaries[path] = _write_temporary(path, data)
+            temporaries[path] = write_temporary(path, data)
         for path, temporary in temporaries.items():
             os.replace(temporary, path)
             placed.append(path)
@@ -257,27 +257,9 @@ def _undo(path: Path, before: bytes | None) -> None:
         if before is None:
             path.unlink(missing_ok=True)
         else:
-            os.replace(_write_temporary(path, before), path)
+            os.replace(write_temporary(path, before), path)
     except OSError:
         pass  # the caller sees the first failure; a second one would only hide it
-
-
-def _write_temporary(target: Path, data: bytes) -> Path:
-    """Write ``data`` to a new file beside ``target`` and flush it to disk."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never write through a file (or symlink) someone put there; 0o666 lets the
-    # umask decide permissions, as for any file the user creates.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            # Without fsync a crash just after os.replace can leave an empty file in place.
-            os.fsync(handle.fileno())
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return temporary
 
 
 def _refuse_constant(name: str) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from charter.contract.loader import Charter
 from charter.core.clock import Clock
 from charter.core.errors import CharterInvalid, DatabaseUnavailable, UserError
+from charter.core.files import write_atomic
 from charter.governance.changelog import GovernanceLog
 from charter.identity.roles import check_identifier
 from charter.storage.database import Database, from_db_time
@@ -237,10 +237,7 @@ class ReleaseStore:
         for name, text in release.bundle["files"].items():
             target = directory / _safe_relative(name)
             if not target.is_file() or target.read_text(encoding="utf-8") != text:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                scratch = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-                scratch.write_text(text, encoding="utf-8")
-                scratch.replace(target)
+                write_atomic(target, text)
         try:
             charter = Charter.load(directory / release.bundle["charter_file"])
         except CharterInvalid as exc:
