@@ -52,11 +52,12 @@ from charter.execution.kill_switch import KillSwitches
 from charter.execution.run import Run, RunServices
 from charter.identity.principal import ENVIRONMENTS, Principal
 from charter.identity.secrets import REDACTED, ChainSecretProvider, Redactor
+from charter.observability.audit_reader import call_phase, records_of_runs
 from charter.policy.budget import Reservation
 from charter.policy.cedar_engine import CedarEngine
 from charter.storage.database import Database
 from charter.storage.migrate import ensure_schema
-from charter.storage.tables import audit_records, runs
+from charter.storage.tables import runs
 
 __all__ = ["ASSUMPTIONS", "CallChange", "UnreplayableCall", "WhatIfReport", "what_if"]
 
@@ -93,7 +94,6 @@ _OLD_VERDICT_BY_OUTCOME: Final = {
     "budget_exceeded": "deny",
     "approval_required": "require_approval",
 }
-_ID_CHUNK: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,18 +473,8 @@ def _recent_runs(
 
 def _proposals(database: Database, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The calls each run's agent proposed, in the order they were made."""
-    by_run: dict[str, list[dict[str, Any]]] = {}
-    for start in range(0, len(run_ids), _ID_CHUNK):
-        chunk = run_ids[start : start + _ID_CHUNK]
-        statement = (
-            select(audit_records.c.payload)
-            .where(audit_records.c.run_id.in_(chunk), audit_records.c.kind == "tool_call")
-            .order_by(audit_records.c.row_id)
-        )
-        for (payload,) in _read(database, statement, "the audit log"):
-            record = json.loads(payload)
-            by_run.setdefault(record["run_id"], []).append(record)
-    return {run_id: _agent_calls(records) for run_id, records in by_run.items()}
+    by_run = records_of_runs(database, run_ids, kind="tool_call")
+    return {run_id: _agent_calls(records) for run_id, records in by_run.items() if records}
 
 
 def _agent_calls(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -515,18 +505,10 @@ def _call_step(record: Mapping[str, Any]) -> str | None:
     """The step of an agent's proposal (``<run>/call/<step>/<outcome>``); "" for a proposal
     recorded without an event id; None for Charter's own follow-ups (send, discard,
     compensate)."""
-    event_id = record.get("event_id") or ""
-    parts = event_id.split("/")
-    if len(parts) >= 3:
-        return parts[2] if parts[1] == "call" else None
-    # Recorded before event ids: recognised by outcome, rule and reason (as the timeline does).
-    if record["outcome"] == "discarded":
+    if call_phase(record) != "call":
         return None
-    if (record.get("rule_id") or "").endswith(".compensate"):
-        return None
-    if str(record.get("reason") or "").startswith("sent after the run succeeded"):
-        return None
-    return ""
+    parts = (record.get("event_id") or "").split("/")
+    return parts[2] if len(parts) >= 3 else ""
 
 
 def _read(database: Database, statement: Any, what: str) -> list[Any]:

@@ -41,11 +41,12 @@ from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import EventBus
 from charter.execution.approval_store import ApprovalRecord, ApprovalStore
 from charter.identity.roles import RoleGrants
+from charter.observability.audit_reader import CallPhase, call_phase, records_of_runs
 from charter.observability.cost import approval_wait
 from charter.observability.runs import RunRow, RunStore
 from charter.storage.database import Database
 from charter.storage.migrate import ensure_schema
-from charter.storage.tables import audit_records, spans
+from charter.storage.tables import spans
 
 __all__ = [
     "ApprovalView",
@@ -59,8 +60,6 @@ __all__ = [
     "Usage",
 ]
 
-Phase = Literal["call", "send", "discard", "compensate"]
-_PHASES: Final[frozenset[str]] = frozenset({"call", "send", "discard", "compensate"})
 _NS: Final = 1_000_000_000
 # An approval decision's audit outcome is the verdict; the inbox speaks of statuses.
 _DECIDED: Final = {"approve": "approved", "reject": "rejected", "terminate": "terminated",
@@ -157,7 +156,7 @@ class ToolCallStep:
 
     at: datetime
     tool: str
-    phase: Phase
+    phase: CallPhase
     arguments: Mapping[str, Any] | None
     arguments_sha256: str | None
     verdict: str | None
@@ -399,7 +398,7 @@ class TimelineReader:
                 step = ToolCallStep(
                     at=at,
                     tool=record["tool"] or "",
-                    phase=_phase(record),
+                    phase=call_phase(record),
                     arguments=record.get("arguments"),
                     arguments_sha256=record.get("arguments_sha256"),
                     verdict=record.get("verdict"),
@@ -466,22 +465,8 @@ class TimelineReader:
         )
 
     def _audit(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's audit records, in the order they were appended.
-
-        Read by the indexed ``run_id`` column rather than by walking the tenant's chain; each
-        record is taken from its payload, the text the chain hashes (``audit verify`` checks
-        that every column agrees with it).
-        """
-        statement = (
-            select(audit_records.c.payload)
-            .where(audit_records.c.run_id == run_id)
-            .order_by(audit_records.c.row_id)
-        )
-        try:
-            with self._database.engine.connect() as connection:
-                return [json.loads(payload) for (payload,) in connection.execute(statement)]
-        except SQLAlchemyError as exc:
-            raise _unavailable(self._database, "the audit log", exc) from None
+        """The run's audit records, in the order they were appended."""
+        return records_of_runs(self._database, [run_id])[run_id]
 
     def _spans(self, run_id: str, trace_id: str) -> list[Any]:
         condition = spans.c.run_id == run_id
@@ -544,25 +529,6 @@ def _usage(row: RunRow) -> Usage:
         tool_fees_usd=row.tool_fees_usd,
         elapsed_seconds=row.elapsed_seconds,
     )
-
-
-def _phase(record: Mapping[str, Any]) -> Phase:
-    """Which part of the run's life a tool call belongs to.
-
-    The event id says it (``<run>/<phase>/...``, see ``execution/run.py``); records written
-    before event ids existed are recognised by their outcome and rule instead.
-    """
-    event_id = record.get("event_id") or ""
-    part = event_id.split("/")[1] if event_id.count("/") >= 2 else ""
-    if part in _PHASES:
-        return part  # type: ignore[return-value]
-    if record["outcome"] == "discarded":
-        return "discard"
-    if (record.get("rule_id") or "").endswith(".compensate"):
-        return "compensate"
-    if record["reason"].startswith("sent after the run succeeded"):
-        return "send"
-    return "call"
 
 
 def _attributes(span: Any) -> dict[str, Any]:
