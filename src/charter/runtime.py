@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -238,8 +239,12 @@ class Runtime:
                 raise
             return None
 
-    def build_model(self, charter: Charter, **kwargs: Any) -> Model:
-        """Instantiate the charter's model. Scripted models come from their factory."""
+    def build_model(self, charter: Charter, *, seed: int | None = None, **kwargs: Any) -> Model:
+        """Instantiate the charter's model. Scripted models come from their factory.
+
+        ``seed`` goes to a factory that takes one (evals derive one per run, so a stochastic
+        model replays exactly); a factory without a ``seed`` parameter is built without it.
+        """
         spec = charter.spec.model
         if spec.provider != "scripted" or spec.factory is None:
             raise ModelConfigError(
@@ -249,6 +254,8 @@ class Runtime:
             )
         module_name, _, attribute = spec.factory.partition(":")
         factory = getattr(importlib.import_module(module_name), attribute or "model")
+        if seed is not None and _takes_seed(factory):
+            kwargs["seed"] = seed
         model = factory(**kwargs)
         if not isinstance(model, Model):
             raise ModelConfigError(f"{spec.factory} did not build a Model (got {type(model)})")
@@ -293,3 +300,10 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _takes_seed(factory: Any) -> bool:
+    try:
+        return "seed" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False

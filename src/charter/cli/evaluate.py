@@ -7,8 +7,6 @@ when the first argument is not a subcommand); ``compare`` and ``redteam`` are be
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import json
 import shutil
 import tempfile
@@ -269,7 +267,6 @@ def _evaluate(
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     total = sum(len(s.tasks) for s in suites) * options.epochs
-    seeded = _takes_seed(charter)
     try:
         with Runtime(eval_settings, secret_providers=(PlaceholderSecrets(),)) as runtime:
 
@@ -278,7 +275,7 @@ def _evaluate(
                     return ReplayModel(
                         directory=replay, task=task.key, provider=spec.provider, name=spec.name
                     )
-                model = runtime.build_model(charter, **({"seed": seed} if seeded else {}))
+                model = runtime.build_model(charter, seed=seed)
                 if record is not None:
                     return RecordingModel(model, directory=record, task=task.key)
                 return model
@@ -309,19 +306,6 @@ def _evaluate(
         duration_seconds=time.perf_counter() - started,
     )
     return report, database
-
-
-def _takes_seed(charter: Charter) -> bool:
-    """Whether the charter's model factory accepts ``seed`` (then each run gets its own)."""
-    factory_path = charter.spec.model.factory
-    if factory_path is None:
-        return False
-    module_name, _, attribute = factory_path.partition(":")
-    factory = getattr(importlib.import_module(module_name), attribute or "model", None)
-    try:
-        return factory is not None and "seed" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class _progress:

@@ -45,6 +45,7 @@ class YamlDocument:
 
     file: str
     data: Any
+    text: str = ""  # the text parsed, for a hash of exactly what was read
 
     def line_of(self, loc: Loc) -> int:
         """1-based line of the value at ``loc`` (or of its nearest existing ancestor)."""
@@ -115,7 +116,7 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
     size_problem = _check_size(data, shown)
     if size_problem is not None:
         return size_problem
-    return YamlDocument(shown, data)
+    return YamlDocument(shown, data, text)
 
 
 def _scan(text: str, shown: str) -> Problem | None:

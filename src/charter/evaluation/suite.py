@@ -193,7 +193,6 @@ def load_suite(path: Path) -> Suite:
     if isinstance(loaded, Problem):
         raise SuiteInvalid([loaded])
     doc = loaded
-    doc_text = path.read_text(encoding="utf-8")
     if not isinstance(doc.data, dict):
         raise SuiteInvalid(
             [Problem(shown, 1, "a suite must be a YAML mapping", "start with 'suite: <name>'")]
@@ -214,7 +213,7 @@ def load_suite(path: Path) -> Suite:
         name=spec.suite,
         kind=spec.kind,
         path=path,
-        sha256=sha256_hex(doc_text),
+        sha256=sha256_hex(doc.text),
         systems=systems,
         systems_path=spec.systems,
         tasks=tuple(t for t in tasks if t is not None),
