@@ -306,9 +306,7 @@ def rollout_advance(
 
 
 def _stable_plan(governance: Governance, charter: str, env: str) -> list[int]:
-    deployment = governance.traffic.require(charter, env)
-    stable = governance.releases.charter_of(governance.releases.get(deployment.stable_release))
-    return list(stable.spec.rollout.plan)
+    return list(governance.rollout_spec(governance.traffic.require(charter, env)).plan)
 
 
 @rollout_app.command("status")

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from charter.contract.loader import Charter
-from charter.contract.schema import parse_window
+from charter.contract.schema import RolloutSpec, parse_window
 from charter.core.clock import Clock
 from charter.core.errors import UserError
 from charter.core.events import EventBus
@@ -69,13 +69,24 @@ class Governance:
             raise UserError(f"release {release_id[:12]} served by {charter_name} is missing")
         return self.releases.charter_of(release), release
 
+    def rollout_spec(self, deployment: Deployment) -> RolloutSpec:
+        """The rollout plan and guards in force: the stable release's (the proven
+        configuration judges the new one, not the other way round)."""
+        stable = self.releases.find(deployment.stable_release)
+        if stable is None:  # a deployment names only releases that exist; fail closed
+            raise UserError(f"stable release {deployment.stable_release[:12]} is missing")
+        return self.releases.charter_of(stable).spec.rollout
+
     def guard(self, charter_name: str, environment: str) -> GuardVerdict:
         """Judge the rollout in progress against the stable release's guards."""
         deployment = self.traffic.current(charter_name, environment)
         if deployment is None or deployment.candidate_release is None:
             raise ValueError("no rollout in progress")
-        stable = self.releases.charter_of(self.releases.get(deployment.stable_release))
-        return judge(self.database, deployment, stable.spec.rollout.guards, self.clock.now())
+        return self._judge(deployment)
+
+    def _judge(self, deployment: Deployment) -> GuardVerdict:
+        guards = self.rollout_spec(deployment).guards
+        return judge(self.database, deployment, guards, self.clock.now())
 
     def tick(self, charter_name: str, environment: str) -> TickResult:
         """One step of an unattended rollout: roll back on a guard breach; otherwise advance
@@ -88,7 +99,7 @@ class Governance:
         deployment = self.traffic.require(charter_name, environment)
         if deployment.candidate_release is None:
             return TickResult("held", None, deployment, "no rollout in progress")
-        verdict = self.guard(charter_name, environment)
+        verdict = self._judge(deployment)
         if verdict.breached:
             rolled = self.traffic.rollback(
                 charter_name,
@@ -100,8 +111,7 @@ class Governance:
                 labels=labels,
             )
             return TickResult("rolled_back", verdict, rolled, "; ".join(verdict.reasons))
-        stable = self.releases.charter_of(self.releases.get(deployment.stable_release))
-        spec = stable.spec.rollout
+        spec = self.rollout_spec(deployment)
         if not verdict.judged:
             return TickResult("held", verdict, deployment, verdict.reasons[0])
         if spec.advance_every is None:
