@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from charter.core.environment import ENVIRONMENTS
 from charter.core.errors import UserError
 
 __all__ = ["Settings"]
@@ -118,18 +119,15 @@ def _days(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-_ENVIRONMENT_NAMES = ("dev", "staging", "prod")
-
-
 def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = env.get(name)
     if raw is None:
         return default
     names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-    unknown = [n for n in names if n not in _ENVIRONMENT_NAMES]
+    unknown = [n for n in names if n not in ENVIRONMENTS]
     if unknown:
         raise UserError(
             f"{name}={raw!r}: unknown environment {unknown[0]!r}; use a comma-separated "
-            f"list of {', '.join(_ENVIRONMENT_NAMES)} (or empty for none)"
+            f"list of {', '.join(ENVIRONMENTS)} (or empty for none)"
         )
     return names

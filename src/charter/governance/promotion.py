@@ -24,13 +24,13 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from charter.core.clock import Clock
+from charter.core.environment import check_environment
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.ids import new_id
 from charter.core.settings import Settings
 from charter.governance.changelog import GovernanceLog
 from charter.governance.releases import Release
 from charter.governance.traffic import Traffic
-from charter.identity.principal import ENVIRONMENTS
 from charter.identity.roles import check_identifier
 from charter.storage.database import Database, from_db_time
 from charter.storage.tables import promotions
@@ -107,8 +107,7 @@ class Promotions:
             UserError: a bad name or environment.
         """
         check_identifier(by, "--as")
-        if environment not in ENVIRONMENTS:
-            raise UserError(f"environment {environment!r} must be one of {', '.join(ENVIRONMENTS)}")
+        check_environment(environment)
         reasons = self._refusals(release, environment, by, report)
         if reasons:
             raise PromotionRefused(release, environment, reasons)

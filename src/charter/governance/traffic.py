@@ -26,11 +26,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from charter.core.clock import Clock
+from charter.core.environment import check_environment
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import GovernanceChanged
 from charter.governance.changelog import GovernanceLog
 from charter.governance.releases import Release
-from charter.identity.principal import ENVIRONMENTS
 from charter.identity.roles import check_identifier
 from charter.storage.database import Database, from_db_time
 from charter.storage.tables import deployments, governance_events, promotions
@@ -310,8 +310,7 @@ class Traffic:
     # -- internals -----------------------------------------------------------------------
 
     def require(self, charter_name: str, environment: str) -> Deployment:
-        if environment not in ENVIRONMENTS:
-            raise UserError(f"environment {environment!r} must be one of {', '.join(ENVIRONMENTS)}")
+        check_environment(environment)
         current = self.current(charter_name, environment)
         if current is None:
             raise UserError(

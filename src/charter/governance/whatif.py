@@ -45,12 +45,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from charter.contract.loader import Charter
 from charter.core.decision import Stage, Verdict
+from charter.core.environment import check_environment
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import EventBus
 from charter.execution.approvals import InMemoryGrants
 from charter.execution.kill_switch import KillSwitches
 from charter.execution.run import Run, RunServices
-from charter.identity.principal import ENVIRONMENTS, Principal
+from charter.identity.principal import Principal
 from charter.identity.secrets import REDACTED, ChainSecretProvider, Redactor
 from charter.observability.audit_reader import call_phase, records_of_runs
 from charter.policy.budget import Reservation
@@ -216,8 +217,7 @@ def what_if(
     """
     if isinstance(last, bool) or not isinstance(last, int) or not 1 <= last <= MAX_LAST:
         raise UserError(f"--last {last!r} must be a whole number from 1 to {MAX_LAST}")
-    if environment not in ENVIRONMENTS:
-        raise UserError(f"environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")
+    check_environment(environment)
     name = candidate.name if charter_name is None else charter_name
     if not name or not name.strip():
         raise UserError("give the name of the charter whose runs to replay")

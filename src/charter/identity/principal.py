@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+
+from charter.core.environment import ENVIRONMENTS, Environment
 
 __all__ = ["ENVIRONMENTS", "Environment", "Principal"]
 
-Environment = Literal["dev", "staging", "prod"]
-ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
 
 # Matched with fullmatch: a ``$`` anchor would also accept a trailing newline.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}")
