@@ -382,7 +382,7 @@ def changelog(
     rollbacks (by people and by the rollout guard), with who, when and why."""
     with _governance(as_json) as governance:
         entries = governance.log.history(charter_name=charter, environment=env, limit=limit)
-        labels = {e.charter_name: governance.labels(e.charter_name) for e in entries}
+        labels = {name: governance.labels(name) for name in {e.charter_name for e in entries}}
     if as_json:
         emit_json([e.as_dict() for e in entries])
         return
