@@ -163,8 +163,9 @@ def campaign(home: Path, *, runs: int = 100, kills: int = 8, workers: int = 1,
     decisions: Counter[str] = Counter()
     done_kills = 0
     # Kills are spread over the campaign's progress, not the clock: at random points between
-    # 5% and 85% of the runs ended (and at least 0.5 s apart), so every kill lands while
-    # runs are in flight however fast this machine works through them.
+    # 5% and 85% of the runs ended (and at least 0.5 s apart). So that every kill lands while
+    # runs are in flight however fast this machine works, the approver leaves one parked run
+    # undecided per kill still to come.
     kill_at = sorted(rng.uniform(0.05, 0.85) * runs for _ in range(kills))
     last_kill = 0.0
     try:
@@ -173,7 +174,7 @@ def campaign(home: Path, *, runs: int = 100, kills: int = 8, workers: int = 1,
             if time.monotonic() - started > timeout:
                 raise AssertionError(f"{len(pending_runs)} runs did not end in {timeout} s")
             pool.check_alive()
-            _decide_all(settings, approvals, rng, decisions)
+            _decide_all(settings, approvals, rng, decisions, keep=kills - done_kills)
             ended = runs - len(pending_runs)
             due = done_kills < kills and ended >= kill_at[done_kills]
             if due and time.monotonic() - last_kill >= 0.5:
@@ -205,9 +206,11 @@ def _not_ended(settings: Settings, run_ids: set[str]) -> set[str]:
 
 
 def _decide_all(settings: Settings, approvals: ApprovalStore, rng: random.Random,
-                decisions: Counter[str]) -> None:  # fmt: skip
-    """Approve or reject (at random) every pending request, as an approver would."""
-    for request in approvals.list(tenant=TENANT, status="pending", limit=1000):
+                decisions: Counter[str], *, keep: int = 0) -> None:  # fmt: skip
+    """Approve or reject (at random) every pending request but the ``keep`` newest, as an
+    approver would."""
+    pending = approvals.list(tenant=TENANT, status="pending", limit=1000)
+    for request in sorted(pending, key=lambda r: r.requested_at)[: max(0, len(pending) - keep)]:
         verdict = rng.choice(("approve", "reject"))
         approvals.decide(request.id, verdict, by=APPROVER, reason="crash campaign")
         notify_decision(settings, run_id=request.run_id, request_id=request.id,
