@@ -9,7 +9,8 @@ The request Cedar sees for tool ``t`` (action ``Charter::Action::"t"``) has this
     principal    {user, tenant, service_principal, roles}
     environment  "dev" | "staging" | "prod"
     run          {tool_calls, total_tokens, cost_usd}
-    untrusted_read, tainted_any, tainted.<arg>    provenance facts
+    untrusted_read, tainted_any, tainted.<arg>    provenance facts, over EVERY argument
+                 (``args`` holds only those Cedar has a type for; taint is about all)
     derived      facts Cedar cannot compute itself: <arg>_domain, <arg>_pattern_ok, <arg>_length
 
 Constraints Cedar can express are compiled to Cedar; the three it cannot (e-mail domain,
@@ -19,7 +20,7 @@ a Cedar rule, so every verdict has one place it comes from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -33,6 +34,7 @@ __all__ = [
     "DerivedFact",
     "RuleEffect",
     "RuleMeta",
+    "argument_names",
     "argument_types",
     "cedar_schema",
     "compile_charter_rules",
@@ -76,6 +78,11 @@ class CompiledPolicies:
         annotations = f'@id("{meta.rule_id}")\n'
         self.text += annotations + policy.strip() + "\n\n"
         self.rules[meta.rule_id] = meta
+
+
+def argument_names(json_schema: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every argument of a tool, whether or not policies can see its value."""
+    return tuple(json_schema.get("properties", {}))
 
 
 def argument_types(json_schema: Mapping[str, Any]) -> dict[str, tuple[CedarType, bool]]:
@@ -128,8 +135,13 @@ def _schema_type(cedar_type: CedarType) -> dict[str, Any]:
 def cedar_schema(
     tool_args: Mapping[str, Mapping[str, tuple[CedarType, bool]]],
     derived: Mapping[str, tuple[DerivedFact, ...]],
+    all_args: Mapping[str, Sequence[str]],
 ) -> dict[str, Any]:
-    """The Cedar JSON schema: one action per tool, each with its own typed context."""
+    """The Cedar JSON schema: one action per tool, each with its own typed context.
+
+    ``context.args`` declares the arguments of ``tool_args`` (those with a Cedar type);
+    ``context.tainted`` declares every argument in ``all_args`` (``argument_names``).
+    """
     actions: dict[str, Any] = {}
     for tool, args in tool_args.items():
         arg_attrs = {
@@ -167,7 +179,7 @@ def cedar_schema(
                 "tainted_any": {"type": "Boolean"},
                 "tainted": {
                     "type": "Record",
-                    "attributes": {name: {"type": "Boolean"} for name in args},
+                    "attributes": {name: {"type": "Boolean"} for name in all_args[tool]},
                 },
                 "derived": {"type": "Record", "attributes": derived_attrs},
             },
@@ -194,10 +206,13 @@ def compile_charter_rules(
     spec: CharterSpec,
     tool_args: Mapping[str, Mapping[str, tuple[CedarType, bool]]],
     source_of: Callable[[tuple[str | int, ...]], str],
+    all_args: Mapping[str, Sequence[str]],
 ) -> CompiledPolicies:
     """Compile tools, constraints, approval, deny and untrusted-content rules to Cedar.
 
-    ``source_of(loc)`` renders ``file:line`` for a location in the charter file.
+    ``tool_args`` are the arguments policies can see, with their Cedar types; ``all_args``
+    every argument of each bound tool (sinks may name any). ``source_of(loc)`` renders
+    ``file:line`` for a location in the charter file.
     """
     out = CompiledPolicies()
     for tool, decl in spec.tools.items():
@@ -265,7 +280,7 @@ def compile_charter_rules(
                 out.problems.append(((*rloc, "when"), f"in condition: {exc.message}", exc.hint))
                 continue
             out.add(meta, f"forbid{_scope(rule.action)} when {{ {condition} }};")
-    _compile_untrusted(spec, tool_args, out, source_of)
+    _compile_untrusted(spec, all_args, out, source_of)
     return out
 
 
@@ -368,7 +383,7 @@ def _bound_check(value: str, cedar_type: CedarType, bound: Decimal, method: str,
 
 def _compile_untrusted(
     spec: CharterSpec,
-    tool_args: Mapping[str, Mapping[str, tuple[CedarType, bool]]],
+    all_args: Mapping[str, Sequence[str]],
     out: CompiledPolicies,
     source_of: Callable[[tuple[str | int, ...]], str],
 ) -> None:
@@ -379,9 +394,11 @@ def _compile_untrusted(
     for index, sink in enumerate(rules.sinks):
         loc: tuple[str | int, ...] = ("policies", "untrusted_content", "sinks", index)
         tool, args = (sink.tool, sink.args) if isinstance(sink, SinkSpec) else (sink, None)
-        if tool not in spec.tools or tool not in tool_args:
+        if tool not in spec.tools or tool not in all_args:
             continue  # reported by the loader
-        known = tool_args.get(tool, {})
+        # Any argument, not only those Cedar can type: a value copied from untrusted content
+        # can ride inside a list of records as well as in a string.
+        known = all_args[tool]
         if args:
             missing = [a for a in args if a not in known]
             if missing:
@@ -393,7 +410,8 @@ def _compile_untrusted(
                     )
                 )
                 continue
-            test = " || ".join(f"context.tainted.{a}" for a in args)
+            # Indexed, not dotted: an argument may be named like a Cedar keyword (`like`).
+            test = " || ".join(f"context.tainted[{_string(a)}]" for a in args)
             what = f"argument(s) {', '.join(args)} of {tool}"
         else:
             test = "context.tainted_any"

@@ -21,6 +21,7 @@ from charter.contract.cedar_compile import (
     DerivedFact,
     RuleEffect,
     RuleMeta,
+    argument_names,
     argument_types,
     cedar_schema,
     compile_charter_rules,
@@ -165,12 +166,13 @@ class _Assembler:
         bound = self._bind_tools()
         self._check_compensations(bound)
         tool_args = {name: argument_types(tool.json_schema) for name, tool in bound.items()}
+        all_args = {name: argument_names(tool.json_schema) for name, tool in bound.items()}
         compiled = compile_charter_rules(
-            spec, tool_args, lambda loc: f"{self.doc.file}:{self.doc.line_of(loc)}"
+            spec, tool_args, lambda loc: f"{self.doc.file}:{self.doc.line_of(loc)}", all_args
         )
         for loc, message, hint in compiled.problems:
             self.problem(loc, message, hint)
-        schema = cedar_schema(tool_args, compiled.derived)
+        schema = cedar_schema(tool_args, compiled.derived, all_args)
         # With a tool unbound the schema lacks its action, so type-checking would only
         # repeat the binding problem as noise; syntax is still checked.
         complete = len(bound) == len(spec.tools)

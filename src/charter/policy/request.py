@@ -48,7 +48,11 @@ def build_context(
 ) -> str:
     """The serialized context of one request, holding only the attributes in ``keys``.
 
-    ``totals`` and ``taint`` are computed only when a policy reads them.
+    ``args`` holds the ``visible`` arguments (those Cedar has a type for); ``tainted`` and
+    ``tainted_any`` are over whatever ``taint`` reports on, which must be every argument of
+    the call, nested values included: a value copied from untrusted content reaches a sink
+    as well inside a list of records as in a string. ``totals`` and ``taint`` are computed
+    only when a policy reads them.
     """
     context: dict[str, Any] = {}
     if "args" in keys:
@@ -73,8 +77,8 @@ def build_context(
     if keys & {"untrusted_read", "tainted_any", "tainted"}:
         report = taint()
         context["untrusted_read"] = report.untrusted_read
-        context["tainted_any"] = any(report.tainted.get(name, False) for name in visible)
-        context["tainted"] = {name: report.tainted.get(name, False) for name in visible}
+        context["tainted_any"] = report.any
+        context["tainted"] = report.tainted
     if "derived" in keys:
         context["derived"] = _derived_facts(arguments, derived)
     return json.dumps(context, separators=(",", ":"))

@@ -4,7 +4,15 @@ The run remembers the text of every untrusted tool output, and of everything tru
 user's request, the charter's prompt, trusted tool outputs). An argument value is *tainted*
 when it appears in untrusted text but nowhere in trusted text: the model can only have copied
 it from content an attacker may control. Matching is on the value's text, case-insensitive,
-for every string and number inside the argument.
+for every string and number inside the argument, at any depth, mapping keys included.
+
+Fail closed: an argument that cannot be judged is tainted. That is one holding anything but
+JSON-like data (an object whose contents cannot be seen, bytes, a subclass of str), one that
+cannot be walked (it raises), and one too large to walk within ``MAX_NODES`` values and
+``MAX_TEXT`` characters (also what ends a cyclic value). Booleans and None are judged, and
+clean: they hold no text that could have been copied (whether untrusted content *influenced*
+a call is what ``untrusted_read`` tells). Before anything untrusted is read nothing is
+tainted, whatever the arguments hold: there is nothing yet to have copied from.
 
 A tool's output is trusted, untrusted, or split by field (``output: {untrusted_fields: [..]}``
 in the charter): see ``split_by_fields``.
@@ -18,11 +26,18 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from charter.core.canonical import to_jsonable
 
-__all__ = ["ProvenanceTracker", "TaintReport", "split_by_fields"]
+__all__ = ["MAX_NODES", "MAX_TEXT", "ProvenanceTracker", "TaintReport", "split_by_fields"]
+
+# The walk of one argument: values visited, and characters matched. Far above what a tool's
+# arguments hold (16 KiB by default); each string costs a scan of everything read so far.
+MAX_NODES: Final = 10_000
+MAX_TEXT: Final = 1_000_000
+# Exact types only: a subclass could hide what it holds (a mapping whose items() lies).
+_CONTAINERS: Final = frozenset({dict, list, tuple, set, frozenset})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,21 +104,47 @@ class ProvenanceTracker:
         return bool(self._untrusted)
 
     def report(self, arguments: Mapping[str, Any]) -> TaintReport:
-        """Per top-level argument: does any value inside it come only from untrusted text?"""
+        """Per top-level argument: does any value inside it come only from untrusted text?
+
+        ``arguments`` should be every argument of the call in its canonical JSON form (see
+        ``stages/policy.py``); anything that is not JSON-like data counts as tainted.
+        """
         if not self._untrusted:
             return TaintReport(False, dict.fromkeys(arguments, False))
         return TaintReport(True, {name: self._tainted(value) for name, value in arguments.items()})
 
     def _tainted(self, value: Any) -> bool:
-        if isinstance(value, bool) or value is None:
-            return False
-        if isinstance(value, str | int | float | Decimal):
-            return self._is_untrusted_only(_text(value))
-        if isinstance(value, Mapping):
-            return any(self._tainted(v) for v in value.values())
-        if isinstance(value, list | tuple | set | frozenset):
-            return any(self._tainted(v) for v in value)
-        return self._is_untrusted_only(str(value))
+        """Walk ``value`` (iteratively: depth is no limit); True on the first tainted string
+        or number, and for anything that cannot be judged (see the module docstring)."""
+        nodes, text_left = MAX_NODES, MAX_TEXT
+        stack: list[Any] = [value]
+        try:
+            while stack:
+                item = stack.pop()
+                nodes -= 1
+                if nodes < 0:
+                    return True
+                if item is None or isinstance(item, bool):
+                    continue
+                kind = type(item)
+                if kind is str or kind is int or kind is float or kind is Decimal:
+                    text = _text(item)
+                    text_left -= len(text)
+                    if text_left < 0 or self._is_untrusted_only(text):
+                        return True
+                elif kind in _CONTAINERS:
+                    if len(item) > nodes:
+                        return True
+                    if kind is dict:
+                        for key, child in item.items():
+                            stack += (key, child)
+                    else:
+                        stack.extend(item)
+                else:
+                    return True  # an object, bytes, a subclass: its contents are not seen
+        except Exception:  # a value that fails while being walked cannot be judged
+            return True
+        return False
 
     def _is_untrusted_only(self, text: str) -> bool:
         needle = text.casefold().strip()

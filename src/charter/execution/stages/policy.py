@@ -26,6 +26,8 @@ class PolicyStage:
             principal=run.principal_context,
             environment=run.environment,
             totals=run.ledger.totals,
-            taint=lambda: run.provenance.report(arguments),
+            # Every argument, not only those Cedar can see, in the form that is hashed,
+            # approved and audited: plain JSON data, amounts as their exact text.
+            taint=lambda: run.provenance.report(call.canonical_arguments),
         )
         return run.engine.decide(call.tool, run.principal.user, context)
