@@ -28,6 +28,8 @@ from typing import Any, Literal
 from charter.contract.conditions import CedarType, ConditionError, compile_condition
 from charter.contract.conditions import decimal_literal as _decimal
 from charter.contract.schema import ArgumentConstraint, CharterSpec, SinkSpec
+from charter.core.errors import PatternInvalid
+from charter.core.patterns import UserPattern, compile_pattern
 
 __all__ = [
     "CompiledPolicies",
@@ -62,7 +64,7 @@ class DerivedFact:
     name: str
     argument: str
     kind: Literal["domain", "pattern_ok", "length"]
-    pattern: str | None = None
+    pattern: UserPattern | None = None  # compiled once, here, at load
 
 
 @dataclass(slots=True)
@@ -356,12 +358,17 @@ def _compile_constraint(
             continue
         add(kind, f"{tool}.{arg} must be {word} {bound}", violated)
     if constraint.pattern is not None and needs(("String",), "pattern"):
-        facts.append(DerivedFact(f"{arg}_pattern_ok", arg, "pattern_ok", constraint.pattern))
-        add(
-            "pattern",
-            f"{tool}.{arg} must match {constraint.pattern}",
-            f"!context.derived.{arg}_pattern_ok",
-        )
+        try:  # the schema checked it already; this is the compiled form, cached
+            pattern = compile_pattern(constraint.pattern, full=True)
+        except PatternInvalid as exc:
+            out.problems.append(((*loc, "pattern"), str(exc), "see docs/charter-file.md"))
+        else:
+            facts.append(DerivedFact(f"{arg}_pattern_ok", arg, "pattern_ok", pattern))
+            add(
+                "pattern",
+                f"{tool}.{arg} must match {constraint.pattern}",
+                f"!context.derived.{arg}_pattern_ok",
+            )
     if constraint.max_length is not None and needs(("String",), "max_length"):
         facts.append(DerivedFact(f"{arg}_length", arg, "length"))
         add(

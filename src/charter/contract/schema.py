@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from charter.core.patterns import compile_pattern
+
 __all__ = [
     "SLO_KINDS",
     "ApprovalRule",
@@ -125,13 +127,11 @@ class ArgumentConstraint(_Strict):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
+        # Matched against values a model wrote: it must run in linear time (RE2), which is
+        # checked here, at load, as a problem at the pattern's line. PatternInvalid is a
+        # ValueError, which pydantic reports with its message.
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(
-                    f"pattern {value!r} is not a valid regular expression: {exc}"
-                ) from None
+            compile_pattern(value, full=True)
         return value
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ CharterError                     (Exception)
 │   ├── CharterInvalid           a charter file has problems (each with file:line)
 │   │   └── SuiteInvalid         an eval suite file has problems (each with file:line)
 │   ├── ToolDefinitionError      a @tool function cannot be described as a tool
+│   ├── PatternInvalid           a regular expression cannot run in linear time, or is bad
 │   ├── SecretNotFound           a credential the charter names cannot be resolved
 │   ├── ModelConfigError         the charter's model cannot be built
 │   ├── AuditUnavailable         the audit log cannot be opened or written
@@ -82,6 +83,20 @@ class ToolDefinitionError(UserError):
     """A function given to ``@tool`` cannot be described as a tool."""
 
     code = "tool_definition"
+
+
+class PatternInvalid(UserError, ValueError):
+    """A regular expression written in a charter or suite cannot be used (see
+    ``core.patterns``). Also a ``ValueError``, so a pydantic validator can raise it."""
+
+    code = "pattern_invalid"
+
+    def __init__(self, pattern: str, reason: str) -> None:
+        """``reason`` completes the sentence "pattern <pattern> ...": what is wrong, and
+        what to do."""
+        self.pattern = pattern
+        self.reason = reason
+        super().__init__(f"pattern {pattern!r} {reason}")
 
 
 class SecretNotFound(UserError):

@@ -7,11 +7,13 @@ exactly one operator. Numbers compare as exact decimals whatever their JSON type
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from charter.core.errors import PatternInvalid
+from charter.core.patterns import UserPattern, compile_pattern
 
 __all__ = ["OPERATORS", "Matcher", "MatcherError"]
 
@@ -42,10 +44,19 @@ class MatcherError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """One operator and its argument. ``test`` never raises on odd actual values."""
+    """One operator and its argument. ``test`` never raises on odd actual values.
+
+    ``matches`` runs its regular expression on RE2 (``core.patterns``), compiled once here:
+    the text it is tested on is what an agent wrote, which an attacker can steer.
+    """
 
     operator: str
     expected: Any
+    pattern: UserPattern | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.operator == "matches" and self.pattern is None:
+            object.__setattr__(self, "pattern", compile_pattern(self.expected, full=False))
 
     @classmethod
     def parse(cls, spec: Any) -> Matcher:
@@ -78,8 +89,8 @@ class Matcher:
                     f"at most {_MAX_PATTERN} allowed"
                 )
             try:
-                re.compile(expected)
-            except re.error as exc:
+                return cls(str(operator), expected, compile_pattern(expected, full=False))
+            except PatternInvalid as exc:
                 raise MatcherError(f"{operator!r}: bad regular expression: {exc}") from None
         return cls(str(operator), expected)
 
@@ -93,6 +104,12 @@ class Matcher:
         if not present:
             # Only "this must not be so" operators hold for a value that is not there.
             return self.operator in ("not_equals", "not_contains", "not_in", "domain_not_in")
+        if self.operator == "matches":
+            return (
+                isinstance(actual, str)
+                and self.pattern is not None
+                and (self.pattern.matches(actual))
+            )
         return bool(_TESTS[self.operator](actual, self.expected))
 
 
@@ -171,16 +188,11 @@ def _domain_in(actual: Any, expected: Sequence[Any]) -> bool:
     return domain is not None and domain in {str(d).casefold() for d in expected}
 
 
-def _matches(actual: Any, expected: str) -> bool:
-    return isinstance(actual, str) and re.search(expected, actual) is not None
-
-
 _TESTS: dict[str, Any] = {
     "equals": _equal,
     "not_equals": lambda a, e: not _equal(a, e),
     "contains": _contains,
     "not_contains": lambda a, e: not _contains(a, e),
-    "matches": _matches,
     "in": lambda a, e: any(_equal(a, item) for item in e),
     "not_in": lambda a, e: not any(_equal(a, item) for item in e),
     "domain_in": _domain_in,
