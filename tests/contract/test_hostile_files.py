@@ -7,6 +7,7 @@ exhaust memory, so a regression shows up as a test run that does not finish.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,181 @@ def test_a_huge_prompt_path_is_clipped_in_the_problem(files: CharterFiles) -> No
     assert problem.line == 3
     assert problem.message.startswith("cannot read prompt file 'ppp")
     assert len(problem.message) <= 500
+
+
+# --- issue 11, defect 3: each of these crashed, hung or exhausted memory --------------------
+
+CEDAR_CHARTER = "tools:\n  get_order: {effect: read}\npolicies:\n  cedar: x.cedar\n"
+GET_ORDER = 'Charter::Action::"get_order"'
+
+
+def _forbid(condition: str) -> str:
+    return f"forbid(principal, action == {GET_ORDER}, resource) when {{ {condition} }};\n"
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ("(" * 1_000 + "true" + ")" * 1_000, "Cedar expression nests deeper than 32 levels"),
+        ("[" * 1_000 + "]" * 1_000 + " == []", "Cedar expression nests deeper than 32 levels"),
+        (
+            "{a: " * 1_000 + "1" + "}" * 1_000 + " == {}",
+            "Cedar expression nests deeper than 32 levels",
+        ),
+        (
+            "if true then " * 5_000 + "true" + " else true" * 5_000,
+            "Cedar expression nests deeper than 32 levels",
+        ),
+        (" && ".join(["true"] * 20_000), "a Cedar policy has more than 1000 operators"),
+        (" + ".join(["1"] * 20_000) + " == 1", "a Cedar policy has more than 1000 operators"),
+    ],
+    ids=["parentheses", "sets", "records", "if-then-else", "and-chain", "plus-chain"],
+)
+def test_cedar_nested_past_what_cedarpy_survives_is_a_problem_not_a_segfault(
+    files: CharterFiles, condition: str, message: str
+) -> None:
+    # Each of these overflows cedarpy's native stack (SIGSEGV, exit 139) if it reaches it.
+    files.add("x.cedar", '// a rule\n@id("deep")\n' + _forbid(condition))
+    problem = files.problem(CEDAR_CHARTER)
+    assert (problem.file, problem.line) == (str(files.root / "x.cedar"), 3)
+    assert problem.message == message
+
+
+def test_cedar_deeper_than_its_json_form_allows_is_named_by_rule_and_line(
+    files: CharterFiles,
+) -> None:
+    # 70 chained && parse, but Cedar's JSON form (which the policy engine needs to split the
+    # policies per action) refuses them: the charter must not load and then fail to serve.
+    files.add("x.cedar", '@id("long-chain")\n' + _forbid(" && ".join(["true"] * 70)))
+    problem = files.problem(CEDAR_CHARTER)
+    assert (problem.file, problem.line) == (str(files.root / "x.cedar"), 1)
+    assert problem.message == (
+        "rule 'long-chain': Cedar expression nests too deeply (Cedar's JSON form allows about "
+        "60 levels)"
+    )
+    assert "split the condition" in problem.hint
+
+
+def test_cedar_as_deep_as_a_person_writes_loads(files: CharterFiles) -> None:
+    files.add(
+        "x.cedar",
+        '@id("nested")\n' + _forbid("(" * 20 + 'context.args.order_id == "O-1"' + ")" * 20),
+    )
+    charter = load_charter(files.write(CEDAR_CHARTER))
+    assert "nested" in charter.rules
+
+
+def test_a_when_condition_nested_200_deep_is_a_problem_not_a_recursion_error(
+    files: CharterFiles,
+) -> None:
+    deep = "(" * 200 + "amount_usd > 1" + ")" * 200
+    problem = files.problem(
+        "tools:\n  refund: {effect: write}\npolicies:\n  deny:\n"
+        f"    - action: refund\n      when: '{deep}'\n"
+    )
+    assert problem.line == 10
+    assert problem.message == (
+        "in condition: the condition nests deeper than 16 levels of parentheses, brackets and not"
+    )
+
+
+def test_a_long_or_chain_in_a_when_condition_is_refused_at_its_rule(files: CharterFiles) -> None:
+    # It parses, but compiles to Cedar nested once per `or`: deeper than Cedar is handed.
+    chain = " or ".join(f"count == {n}" for n in range(80))
+    problem = files.problem(
+        "tools:\n  refund: {effect: write}\npolicies:\n  deny:\n"
+        f"    - action: refund\n      when: '{chain}'\n"
+    )
+    assert problem.line == 9  # the rule
+    assert problem.message == (
+        "rule 'deny[0]': the rule compiles to Cedar that Charter will not evaluate: Cedar "
+        "expression nests deeper than 32 levels"
+    )
+    assert problem.hint == "flatten the condition, or split it into several rules"
+
+
+def test_an_or_chain_of_twenty_loads(files: CharterFiles) -> None:
+    chain = " or ".join(f"count == {n}" for n in range(20))
+    charter = load_charter(
+        files.write(
+            "tools:\n  refund: {effect: write}\npolicies:\n  deny:\n"
+            f"    - action: refund\n      when: '{chain}'\n"
+        )
+    )
+    assert "deny[0]" in charter.rules
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ('description: "bad \\uD800 text"\n', 6),
+        ('description: "\\uD83D\\uDE00"\n', 6),  # JSON's surrogate pair is not YAML's
+        ('tools:\n  get_order: {effect: read}\n  "get_\\uDC00": {effect: read}\n', 6),
+        ('toolkit: [tests.contract.fixtures_toolkit, "\\uDFFF"]\n', 6),
+    ],
+    ids=["description", "pair", "key", "list-item"],
+)
+def test_a_lone_surrogate_anywhere_is_a_problem_at_its_line(
+    files: CharterFiles, body: str, line: int
+) -> None:
+    header = HEADER.replace("toolkit: [tests.contract.fixtures_toolkit]\n", "")
+    if "tools:" not in body:
+        header += "tools:\n  get_order: {effect: read}\n"
+    problem = files.problem(body, header=header)
+    assert problem.line == line
+    assert problem.message.startswith("text holds a lone surrogate")
+    assert "\\U0001F600" in problem.hint
+
+
+def test_a_tool_whose_schema_cannot_be_hashed_is_a_problem_at_its_line(
+    files: CharterFiles,
+) -> None:
+    header = HEADER.replace("fixtures_toolkit", "fixtures_odd_toolkit")
+    problem = files.problem("tools:\n  surrogate_doc: {effect: read}\n", header=header)
+    assert problem.line == 6
+    assert problem.message.startswith("tool 'surrogate_doc' cannot be described exactly: ")
+
+
+@pytest.mark.parametrize("digits", [4_301, 50_000])
+def test_an_integer_too_long_for_python_is_a_problem(files: CharterFiles, digits: int) -> None:
+    problem = files.problem(f"budgets:\n  max_tool_calls: {'1' * digits}\n")
+    assert problem.line == 6
+    assert problem.message == f"a number with {digits} digits is too long"
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (
+            "this",
+            "toolkit 'this' printed to standard output when imported (857 characters, "
+            "starting 'The Zen of Python, by Tim Peters')",
+        ),
+        (
+            # unittest.__main__ does this too (tests/cli/test_validate.py runs it in a
+            # process of its own: here it would read pytest's arguments as tests to run).
+            "tests.contract.fixtures_exiting_toolkit",
+            "cannot import toolkit 'tests.contract.fixtures_exiting_toolkit': the module tried "
+            "to exit the process (SystemExit(3))",
+        ),
+        (
+            "tests.contract.fixtures_input_toolkit",
+            "cannot import toolkit "
+            "'tests.contract.fixtures_input_toolkit': EOF when reading a line",
+        ),
+    ],
+    ids=["prints", "exits", "reads-stdin"],
+)
+def test_a_toolkit_cannot_exit_print_or_wait_for_input(
+    files: CharterFiles,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    message: str,
+) -> None:
+    monkeypatch.delitem(sys.modules, module, raising=False)  # so that importing runs it
+    header = HEADER.replace("tests.contract.fixtures_toolkit", f"'{module}'")
+    problems = files.problems("tools:\n  get_order: {effect: read}\n", header=header)
+    assert [p.line for p in problems if p.message == message] == [4]
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing the module printed reaches Charter's stdout

@@ -231,7 +231,11 @@ def test_missing_eval_suites_are_each_reported(files: CharterFiles) -> None:
           redteam: evals/redteam.yaml
         """)
     assert lines(problems) == [9]
-    assert problems[0].message == "eval suite 'evals/redteam.yaml' not found"
+    # Found the way the prompt is: where it was looked for, relative to the charter.
+    assert problems[0].message == (
+        f"eval suite 'evals/redteam.yaml' not found (looked at {files.root / 'evals/redteam.yaml'})"
+    )
+    assert problems[0].hint == "paths are relative to the charter file"
 
 
 def test_a_model_factory_whose_module_cannot_be_imported(files: CharterFiles) -> None:

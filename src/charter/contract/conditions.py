@@ -20,7 +20,20 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-__all__ = ["CedarType", "ConditionError", "compile_condition", "decimal_literal"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_TOKENS",
+    "CedarType",
+    "ConditionError",
+    "compile_condition",
+    "decimal_literal",
+]
+
+# The parser recurses once per parenthesis, bracket and `not`: deeper conditions would hit
+# Python's recursion limit, and compile to Cedar deeper than Cedar parses safely
+# (contract.cedar_text). Real conditions nest two or three levels and have a few dozen tokens.
+MAX_DEPTH = 16
+MAX_TOKENS = 2_000
 
 CedarType = Literal["String", "Long", "Decimal", "Bool", "SetString", "SetLong"]
 
@@ -57,9 +70,13 @@ _KEYWORDS = {"and", "or", "not", "in", "like", "true", "false"}
 def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
+    end = len(text.rstrip())  # not a test of the rest at each token: that is quadratic
+    while pos < end:
+        if len(tokens) >= MAX_TOKENS:
+            raise ConditionError(
+                f"the condition has more than {MAX_TOKENS} words and symbols",
+                "split it into several rules, or use `in [...]` for long lists",
+            )
         match = _TOKEN.match(text, pos)
         if match is None or match.lastgroup is None:
             bad = text[pos:].lstrip()[:1]
@@ -126,6 +143,16 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.env = env
+        self.depth = 0
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ConditionError(
+                f"the condition nests deeper than {MAX_DEPTH} levels of parentheses, "
+                "brackets and not",
+                "flatten it, or split it into several rules",
+            )
 
     def parse(self) -> str:
         if not self.tokens:
@@ -161,7 +188,9 @@ class _Parser:
 
     def _not(self) -> _Typed:
         if self._keyword("not"):
+            self._enter()
             inner = self._not()
+            self.depth -= 1
             _expect_bool(inner, "not")
             return _Typed(f"!({_guarded(inner)})", "Bool")
         return self._comparison()
@@ -186,11 +215,16 @@ class _Parser:
             raise ConditionError(f"condition {self.text!r} ends too early", "complete it")
         self.i += 1
         if tok.kind == "lparen":
+            self._enter()
             inner = self._or()
             self._expect("rparen", ")")
+            self.depth -= 1
             return _Typed(f"({_guarded(inner)})", inner.type)
         if tok.kind == "lbrack":
-            return self._list()
+            self._enter()
+            items = self._list()
+            self.depth -= 1
+            return items
         if tok.kind == "num":
             return _number(tok.text)
         if tok.kind == "str":

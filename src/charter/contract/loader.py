@@ -6,36 +6,36 @@ wants the whole list, each as ``file:line: what is wrong; how to fix it``.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cedarpy
 from pydantic import ValidationError
 
+from charter.contract.cedar_checks import CedarChecks
 from charter.contract.cedar_compile import (
-    CompiledPolicies,
     DerivedFact,
-    RuleEffect,
     RuleMeta,
     argument_names,
     argument_types,
     cedar_schema,
     compile_charter_rules,
-    split_cedar_statements,
 )
 from charter.contract.conditions import CedarType
+from charter.contract.files import FileRefused, read_reference
 from charter.contract.schema import CharterSpec, SinkSpec
 from charter.contract.tool import ToolSpec
 from charter.contract.yaml_schema import plain, schema_problems
 from charter.contract.yaml_source import YamlDocument, clip, load_yaml
 from charter.core.canonical import canonical_json, sha256_hex
-from charter.core.errors import CharterInvalid, Problem
+from charter.core.errors import CharterInvalid, Problem, UserError
+from charter.core.imports import import_named
 
 __all__ = ["Charter", "check_charter", "derive_charter", "load_charter"]
+
+_NAME_IN_MESSAGE = 200  # a file name quoted in a problem is clipped so the reason after it shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,22 +176,35 @@ class _Assembler:
         # With a tool unbound the schema lacks its action, so type-checking would only
         # repeat the binding problem as noise; syntax is still checked.
         complete = len(bound) == len(spec.tools)
-        cedar_text = self._add_raw_cedar(compiled, schema, type_check=complete)
-        if complete:
-            self._validate_compiled(compiled, schema)
+        schema_json = json.dumps(schema) if complete else None
+        cedar = CedarChecks(self.base, self.doc.file)
+        cedar_text = compiled.text
+        if spec.policies.cedar is not None:
+            raw = self._read_text(spec.policies.cedar, ("policies", "cedar"), "Cedar policy")
+            if raw is not None:
+                cedar_text = cedar.add_raw(compiled, raw, spec.policies.cedar, schema_json)
+        if cedar.check_compiled(compiled, schema_json) and not cedar.problems:
+            cedar.check_engine_text(cedar_text, compiled.rules)
+        self.problems += cedar.problems
         self._check_model()
         self._check_eval_files()
         if self.problems:
             raise CharterInvalid(sorted(self.problems, key=lambda p: (p.file, p.line)))
         prompt = prompt_text or ""
-        content = canonical_json(
-            {
-                "charter": spec.dump(),
-                "prompt": prompt,
-                "cedar": cedar_text,
-                "tools": {name: tool.json_schema for name, tool in sorted(bound.items())},
-            }
-        )
+        try:
+            content = canonical_json(
+                {
+                    "charter": spec.dump(),
+                    "prompt": prompt,
+                    "cedar": cedar_text,
+                    "tools": {name: tool.json_schema for name, tool in sorted(bound.items())},
+                }
+            )
+        except ValueError as exc:
+            # The file's own text cannot carry a lone surrogate (yaml_source refuses it) and
+            # the prompt and Cedar are decoded UTF-8, so this is a tool's schema: its
+            # description or a default made in Python.
+            raise CharterInvalid([self._unhashable(bound, exc)]) from None
         return Charter(
             spec=spec,
             path=path,
@@ -208,26 +221,32 @@ class _Assembler:
         )
 
     def _read_text(self, relative: str, loc: tuple[str, ...], what: str) -> str | None:
-        target = (self.base / relative).resolve()
-        try:
-            raw = target.read_bytes()
-        except FileNotFoundError:
-            self.problem(
-                loc,
-                f"{what} file {relative!r} not found (looked at {target})",
-                "paths are relative to the charter file",
-            )
-            return None
-        except OSError as exc:
-            self.problem(
-                loc, f"cannot read {what} file {relative!r}: {exc.strerror}", "check permissions"
-            )
+        # The name is clipped, not the message: the reason comes after it.
+        raw = read_reference(
+            self.base, relative, what=f"{what} file {clip(relative, _NAME_IN_MESSAGE)!r}"
+        )
+        if isinstance(raw, FileRefused):
+            self.problem(loc, raw.message, raw.hint)
             return None
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             self.problem(loc, f"{what} file {relative!r} is not UTF-8", "save it as UTF-8")
             return None
+
+    def _unhashable(self, bound: Mapping[str, ToolSpec], exc: ValueError) -> Problem:
+        for name, tool in bound.items():
+            try:
+                canonical_json(tool.json_schema)
+            except ValueError as tool_exc:
+                return self.doc.problem(
+                    ("tools", name),
+                    f"tool {name!r} cannot be described exactly: {tool_exc}",
+                    "fix the tool's docstring or argument defaults in its toolkit",
+                )
+        return self.doc.problem(
+            (), f"the charter cannot be hashed: {exc}", "see docs/charter-file.md"
+        )
 
     def _check_references(self) -> None:
         spec = self.spec
@@ -333,14 +352,8 @@ class _Assembler:
                 )
 
     def _import_toolkit(self, module_name: str, loc: tuple[str | int, ...]) -> Iterable[ToolSpec]:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:  # any import failure is the operator's to fix
-            self.problem(
-                loc,
-                f"cannot import toolkit {module_name!r}: {exc}",
-                "check the module path and that its package is installed",
-            )
+        module = self._import(module_name, loc, f"toolkit {module_name!r}")
+        if module is None:
             return []
         found = [v for v in vars(module).values() if isinstance(v, ToolSpec)]
         if not found:
@@ -351,120 +364,35 @@ class _Assembler:
             )
         return found
 
-    def _add_raw_cedar(
-        self, compiled: CompiledPolicies, schema: dict[str, Any], *, type_check: bool
-    ) -> str:
-        relative = self.spec.policies.cedar
-        if relative is None:
-            return compiled.text
-        text = self._read_text(relative, ("policies", "cedar"), "Cedar policy")
-        if text is None:
-            return compiled.text
-        schema_json = json.dumps(schema)
-        extra: list[str] = []
-        for statement in split_cedar_statements(text):
-            where = f"{relative}:{statement.line}"
-            file_path = str(self.base / relative)
-            try:
-                # Cedar's own reading of the rule: its effect and annotations, so neither a
-                # comment nor a string that looks like an annotation can change what it means.
-                parsed = json.loads(cedarpy.policies_to_json_str(statement.text))
-                [policy] = parsed["staticPolicies"].values()
-            except Exception as exc:
-                self.problems.append(
-                    Problem(
-                        file_path,
-                        statement.line,
-                        f"Cedar syntax error: {_first_line(exc)}",
-                        "see https://docs.cedarpolicy.com for the syntax",
-                    )
-                )
-                continue
-            annotations: dict[str, str] = {
-                key: str(value) for key, value in policy.get("annotations", {}).items()
-            }
-            unknown = sorted(set(annotations) - _KNOWN_ANNOTATIONS)
-            if unknown:
-                self.problems.append(
-                    Problem(
-                        file_path,
-                        statement.line,
-                        f"unknown annotation(s) {', '.join('@' + u for u in unknown)}",
-                        "Charter reads @id, @verdict and @reason; check the spelling",
-                    )
-                )
-                continue
-            rule_id = annotations.get("id") or where
-            verdict = annotations.get("verdict", "deny")
-            body = statement.text
-            if "id" not in annotations:
-                body = f"@id({json.dumps(rule_id)})\n{body}"
-            errors = cedarpy.validate_policies(body, schema_json).errors if type_check else []
-            for error in errors:
-                self.problems.append(
-                    Problem(
-                        file_path,
-                        statement.line,
-                        f"Cedar rule {rule_id!r}: {error.error}",
-                        _cedar_hint(error.error),
-                    )
-                )
-            if rule_id in compiled.rules:
-                self.problems.append(
-                    Problem(
-                        file_path,
-                        statement.line,
-                        f"policy id {rule_id!r} is used twice",
-                        "give each @id a unique name",
-                    )
-                )
-                continue
-            if verdict not in ("deny", "require_approval"):
-                self.problems.append(
-                    Problem(
-                        file_path,
-                        statement.line,
-                        f"@verdict({verdict!r}) is not known",
-                        'use @verdict("deny") or @verdict("require_approval")',
-                    )
-                )
-                continue
-            effect: RuleEffect = (
-                "permit"
-                if policy.get("effect") == "permit"
-                else ("deny" if verdict == "deny" else "require_approval")
-            )
-            reason = annotations.get("reason") or f"Cedar rule {rule_id}"
-            compiled.rules[rule_id] = RuleMeta(rule_id, effect, reason, where)
-            extra.append(body.strip())
-        return compiled.text + "\n\n".join(extra) + ("\n" if extra else "")
-
-    def _validate_compiled(self, compiled: CompiledPolicies, schema: dict[str, Any]) -> None:
-        # The compiler's own output must validate too: if it does not, that is our bug, but
-        # the operator still gets a located error instead of a policy that silently errs.
-        if not compiled.text.strip():
-            return
-        result = cedarpy.validate_policies(compiled.text, json.dumps(schema))
-        for error in result.errors:
+    def _import(self, module_name: str, loc: Sequence[str | int], what: str) -> Any:
+        """Import code the charter names; None (with a problem at ``loc``) if it fails."""
+        try:
+            imported = import_named(module_name)
+        except UserError as exc:  # importing runs the module: anything may go wrong
             self.problem(
-                ("policies",),
-                f"compiled policy is invalid: {error.error}",
-                "please report this; simplify the condition meanwhile",
+                loc,
+                f"cannot import {what}: {exc}",
+                "check the module path and that its package is installed",
             )
+            return None
+        if imported.printed:
+            first = imported.printed.strip().splitlines()[0] if imported.printed.strip() else ""
+            self.problem(
+                loc,
+                f"{what} printed to standard output when imported ({len(imported.printed)} "
+                f"characters, starting {first!r})",
+                "a module named in a charter must not print when imported (it would mix with "
+                "Charter's own output, e.g. --json); use logging",
+            )
+        return imported.module
 
     def _check_model(self) -> None:
         factory = self.spec.model.factory
         if factory is None:
             return
         module_name, _, attribute = factory.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
-            self.problem(
-                ("model", "factory"),
-                f"cannot import model factory module: {exc}",
-                "check the module path",
-            )
+        module = self._import(module_name, ("model", "factory"), "model factory module")
+        if module is None:
             return
         if attribute and not hasattr(module, attribute):
             self.problem(
@@ -479,25 +407,10 @@ class _Assembler:
             return
         for key in ("golden", "redteam"):
             relative = getattr(evals, key)
-            if relative is not None and not (self.base / relative).is_file():
-                self.problem(
-                    ("evals", key),
-                    f"eval suite {relative!r} not found",
-                    "paths are relative to the charter file",
-                )
-
-
-_KNOWN_ANNOTATIONS = frozenset({"id", "verdict", "reason"})
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _cedar_hint(error: str) -> str:
-    if "not found" in error and "attribute" in error:
-        return (
-            "policies see context.args.<argument>, context.principal.*, "
-            "context.environment, context.run.*, context.tainted.*; check the name"
-        )
-    return "fix the rule so it type-checks against the charter's tools"
+            if relative is None:
+                continue
+            found = read_reference(
+                self.base, relative, what=f"eval suite {clip(relative, _NAME_IN_MESSAGE)!r}"
+            )
+            if isinstance(found, FileRefused):
+                self.problem(("evals", key), found.message, found.hint)

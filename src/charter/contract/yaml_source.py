@@ -7,6 +7,7 @@ reported with their line rather than decoded loosely.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +21,15 @@ from ruamel.yaml.tokens import (
     FlowMappingStartToken,
     FlowSequenceEndToken,
     FlowSequenceStartToken,
+    ScalarToken,
     TagToken,
 )
 
+from charter.contract.files import MAX_FILE_BYTES, FileRefused, read_file
 from charter.core.errors import Problem
 
 __all__ = ["MAX_FILE_BYTES", "YamlDocument", "clip", "load_yaml"]
 
-MAX_FILE_BYTES = 1_000_000
 _MAX_NODES = 100_000
 _MAX_DEPTH = 40
 # Parsing costs about 20 microseconds a token (and more inside deep flow brackets), so the
@@ -35,6 +37,9 @@ _MAX_DEPTH = 40
 # half a million tokens and take a minute to parse. A real charter has a few thousand.
 _MAX_TOKENS = 50_000
 _MAX_MESSAGE = 500
+_MAX_DIGITS = 1_000  # far above any amount, far below Python's 4,300-digit int limit
+_LONG_NUMBER = re.compile(r"[-+]?[0-9_:.eE+-]+|[-+]?0[xob][0-9a-fA-F_]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Loc = Sequence[str | int]
 
@@ -69,19 +74,9 @@ class YamlDocument:
 def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
     """Parse ``path``; return the document, or the one problem that stops parsing."""
     shown = display or str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return Problem(shown, 1, "file not found", "check the path")
-    except OSError as exc:
-        return Problem(shown, 1, f"cannot read file: {exc.strerror}", "check permissions")
-    if len(raw) > MAX_FILE_BYTES:
-        return Problem(
-            shown,
-            1,
-            f"file is {len(raw)} bytes, more than the {MAX_FILE_BYTES} allowed",
-            "a charter is configuration; move data elsewhere",
-        )
+    raw = read_file(path, max_bytes=MAX_FILE_BYTES)
+    if isinstance(raw, FileRefused):
+        return Problem(shown, 1, raw.message, raw.hint)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -113,10 +108,13 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
         return Problem(shown, 1, f"invalid YAML: {exc}", "fix the syntax")
     except RecursionError:
         return Problem(shown, 1, "YAML nests too deeply", f"keep nesting under {_MAX_DEPTH}")
+    except ValueError as exc:  # a constructor refusing a value _scan let through
+        return Problem(shown, 1, f"invalid YAML: {clip(str(exc))}", "fix the value")
     size_problem = _check_size(data, shown)
     if size_problem is not None:
         return size_problem
-    return YamlDocument(shown, data, text)
+    doc = YamlDocument(shown, data, text)
+    return _check_text(doc) or doc
 
 
 def _scan(text: str, shown: str) -> Problem | None:
@@ -142,6 +140,15 @@ def _scan(text: str, shown: str) -> Problem | None:
                     )
             elif isinstance(token, FlowSequenceEndToken | FlowMappingEndToken):
                 depth -= 1
+            elif isinstance(token, ScalarToken) and token.plain and len(token.value) > _MAX_DIGITS:
+                if _LONG_NUMBER.fullmatch(token.value):
+                    # Python refuses to convert an integer of more than 4,300 digits.
+                    return Problem(
+                        shown,
+                        token.start_mark.line + 1,
+                        f"a number with {len(token.value)} digits is too long",
+                        "quote it if it is text",
+                    )
             elif isinstance(token, TagToken):
                 # No tag is needed in a charter, and some (!!python/...) name code to run.
                 handle, suffix = token.value
@@ -157,11 +164,34 @@ def _scan(text: str, shown: str) -> Problem | None:
     return None
 
 
-def clip(text: str) -> str:
-    """``text`` shortened for a message: hostile files can hold values of any size."""
-    if len(text) <= _MAX_MESSAGE:
+def _check_text(doc: YamlDocument) -> Problem | None:
+    """Refuse text that is not Unicode: a lone surrogate (``"\\uD800"``) is valid YAML
+    but cannot be written as UTF-8, so it could not be hashed, stored or sent anywhere."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(doc.data, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                stack.append((key, (*loc, key)))  # a key is found at its own line
+                stack.append((value, (*loc, key)))
+        elif isinstance(node, list):
+            stack.extend((value, (*loc, index)) for index, value in enumerate(node))
+        elif isinstance(node, str) and _SURROGATE.search(node):
+            return doc.problem(
+                loc,
+                "text holds a lone surrogate (an escape such as \\uD800), which is not a character",
+                "write the character itself (the file is UTF-8), or \\U0001F600 for one "
+                "outside the Basic Multilingual Plane",
+            )
+    return None
+
+
+def clip(text: str, limit: int = _MAX_MESSAGE) -> str:
+    """``text`` shortened to about ``limit`` characters for a message: hostile files can hold
+    values of any size."""
+    if len(text) <= limit:
         return text
-    return f"{text[: _MAX_MESSAGE - 30]}... ({len(text)} characters)"
+    return f"{text[: max(limit - 30, 10)]}... ({len(text)} characters)"
 
 
 def _check_size(data: Any, shown: str) -> Problem | None:

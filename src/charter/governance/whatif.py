@@ -32,17 +32,16 @@ What replays, and what does not:
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import cedarpy
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from charter.contract.cedar_text import policies_json
 from charter.contract.loader import Charter
 from charter.core.decision import Stage, Verdict
 from charter.core.environment import check_environment
@@ -83,7 +82,7 @@ ASSUMPTIONS: Final[tuple[str, ...]] = (
 _TAINT_KEYS: Final = frozenset({"untrusted_read", "tainted_any", "tainted"})
 _TAINT_RULE_PREFIX: Final = "untrusted_content."
 # Outcomes of a call that went on past the guards and was charged its fee.
-_CHARGED: Final = frozenset({"executed", "deferred", "timeout", "error"})
+_CHARGED: Final = frozenset({"executed", "deferred", "timeout", "error", "interrupted"})
 # Stages at or after the budget reservation that let the call keep its tool-call slot.
 _PAST_BUDGET: Final = frozenset({Stage.POLICY.value, Stage.APPROVAL.value, Stage.EXECUTE.value})
 _OLD_VERDICT_BY_OUTCOME: Final = {
@@ -91,6 +90,7 @@ _OLD_VERDICT_BY_OUTCOME: Final = {
     "deferred": "allow",
     "timeout": "allow",
     "error": "allow",
+    "interrupted": "allow",  # allowed, started, then stopped by a kill switch
     "denied": "deny",
     "budget_exceeded": "deny",
     "approval_required": "require_approval",
@@ -412,7 +412,7 @@ def _holds_redacted(value: Any) -> bool:
 
 def _taint_rules(charter: Charter) -> frozenset[str]:
     """The ids of the candidate's Cedar policies whose conditions read taint."""
-    parsed = json.loads(cedarpy.policies_to_json_str(charter.cedar_text))
+    parsed = policies_json(charter.cedar_text)
     found: set[str] = set()
     for policy in parsed.get("staticPolicies", {}).values():
         rule = policy.get("annotations", {}).get("id")

@@ -5,6 +5,8 @@ A matching ``forbid`` means deny or require approval depending on the rule (see
 first in the charter is reported (the others are listed in the reason). No matching ``permit``
 means deny by default. Any evaluation error means deny: Cedar skips a policy that errors,
 which for a ``forbid`` would fail open, so we refuse to trust a decision that came with errors.
+The error's reason names the rule by its ``@id`` and source, never by cedarpy's position id
+(``policy0``), which depends on how the policies were split per action.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Iterable, Mapping
 
 import cedarpy
 
+from charter.contract.cedar_checks import rule_label
 from charter.contract.cedar_compile import NAMESPACE, RuleMeta
+from charter.contract.cedar_text import name_policies, policy_ids, policy_set
 from charter.core.decision import Decision, Stage, Verdict
 from charter.policy.cedar_scope import CONTEXT_KEYS, scope_policies
 
@@ -31,12 +35,19 @@ class CedarEngine:
     ) -> None:
         self._scopes = scope_policies(cedar_text, actions)
         self._policies = {
-            action: cedarpy.PolicySet.from_str(scope.policies)
-            for action, scope in self._scopes.items()
+            action: policy_set(scope.policies) for action, scope in self._scopes.items()
         }
-        self._empty = cedarpy.PolicySet.from_str("")
+        self._empty = policy_set("")
         self._entities = cedarpy.Entities.from_json_str("[]")
         self._rules = dict(rules)
+        # cedarpy names the policies of each action's set by position: what each means.
+        self._labels = {
+            action: {
+                position: rule_label(rule_id, self._rules.get(rule_id))
+                for position, rule_id in policy_ids(scope.policies).items()
+            }
+            for action, scope in self._scopes.items()
+        }
         # Precedence among rules that fire together: the order they appear in the charter.
         self._order = {rule_id: index for index, rule_id in enumerate(self._rules)}
         # Actions whose policies have no conditions decide the same way for every request
@@ -71,12 +82,12 @@ class CedarEngine:
             policies = self._policies.get(tool, self._empty)
             result = cedarpy.is_authorized(request, policies, self._entities)
         except Exception as exc:  # malformed request: never allow on a broken evaluation
-            return Decision.deny(Stage.POLICY, f"policy evaluation failed: {exc}", POLICY_ERROR)
+            reason = name_policies(str(exc), self._labels.get(tool, {}))
+            return Decision.deny(Stage.POLICY, f"policy evaluation failed: {reason}", POLICY_ERROR)
         diagnostics = result.diagnostics
         if diagnostics.errors:
-            return Decision.deny(
-                Stage.POLICY, f"policy evaluation error: {diagnostics.errors[0]}", POLICY_ERROR
-            )
+            reason = name_policies(str(diagnostics.errors[0]), self._labels.get(tool, {}))
+            return Decision.deny(Stage.POLICY, f"policy evaluation error: {reason}", POLICY_ERROR)
         by_reason: dict[str, str] = diagnostics.id_annotations_by_reason
         matched = [self._rules[rid] for rid in by_reason.values() if rid in self._rules]
         if result.allowed:

@@ -11,12 +11,11 @@ evaluation error is a deny (see ``cedar_engine``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import cedarpy
+from charter.contract.cedar_text import policies_from_json, policies_json
 
 __all__ = ["CONTEXT_KEYS", "ActionScope", "scope_policies"]
 
@@ -49,7 +48,7 @@ class ActionScope:
 
 def scope_policies(cedar_text: str, actions: Iterable[str]) -> dict[str, ActionScope]:
     """Split ``cedar_text`` per action (``Charter::Action::"<name>"``)."""
-    parsed = json.loads(cedarpy.policies_to_json_str(cedar_text))
+    parsed = policies_json(cedar_text)
     policies: dict[str, Any] = parsed.get("staticPolicies", {})
     result: dict[str, ActionScope] = {}
     for action in actions:
@@ -60,7 +59,7 @@ def scope_policies(cedar_text: str, actions: Iterable[str]) -> dict[str, ActionS
             if not _applies(policy["action"], action):
                 continue
             single = {"staticPolicies": {"p": policy}, "templates": {}, "templateLinks": []}
-            texts.append(cedarpy.policies_from_json_str(json.dumps(single)))
+            texts.append(policies_from_json(single))
             keys |= _context_reads(policy.get("conditions", []))
             constant = (
                 constant
