@@ -20,7 +20,7 @@ from charter.execution.call import ToolResult
 from charter.execution.run import Run
 from charter.identity.principal import Principal
 from charter.policy.cedar_engine import POLICY_ERROR
-from charter.policy.taint import ProvenanceTracker
+from charter.policy.taint import MAX_SCAN, ProvenanceTracker
 from charter.runtime import Runtime
 from tests.execution.harness import call, write_charter
 
@@ -138,6 +138,24 @@ def nested(depth: int) -> Any:
 )
 def test_an_argument_that_cannot_be_judged_is_tainted(value: Any) -> None:
     assert tainted(tracker(trusted=("ok x harmless leaf",), untrusted=(MAIL,)), value)
+
+
+def test_an_argument_that_would_take_too_long_to_judge_is_tainted() -> None:
+    # Each distinct value costs a scan of what the run read; past MAX_SCAN characters of
+    # scanning the argument cannot be judged (a second per 10**9 characters).
+    read = "z" * (MAX_SCAN // 20)
+    t = tracker(trusted=("ok",), untrusted=(MAIL, read))
+    assert not tainted(t, [f"value-{i}" for i in range(10)])
+    assert tainted(t, [f"value-{i}" for i in range(30)])
+    assert not tainted(t, ["value-1"] * 1_000)  # a repeated value is judged once
+
+
+def test_remembered_texts_are_not_joined_into_a_value_that_spans_two_of_them() -> None:
+    # Trusted "…acct" and "9…" must not vouch for a value "acct\x009" read only from the
+    # untrusted text: the texts are searched one by one for a value holding the separator.
+    t = tracker(trusted=("refund to acct", "9 more"), untrusted=("pay acct\x009 now",))
+    assert tainted(t, "acct\x009")
+    assert not tainted(tracker(trusted=("acct\x009",), untrusted=("acct\x009",)), "acct\x009")
 
 
 def test_before_anything_untrusted_is_read_nothing_is_tainted_not_even_the_unjudgeable() -> None:

@@ -8,11 +8,12 @@ for every string and number inside the argument, at any depth, mapping keys incl
 
 Fail closed: an argument that cannot be judged is tainted. That is one holding anything but
 JSON-like data (an object whose contents cannot be seen, bytes, a subclass of str), one that
-cannot be walked (it raises), and one too large to walk within ``MAX_NODES`` values and
-``MAX_TEXT`` characters (also what ends a cyclic value). Booleans and None are judged, and
-clean: they hold no text that could have been copied (whether untrusted content *influenced*
-a call is what ``untrusted_read`` tells). Before anything untrusted is read nothing is
-tainted, whatever the arguments hold: there is nothing yet to have copied from.
+cannot be walked (it raises), and one too large to judge: over ``MAX_NODES`` values (also
+what ends a cyclic value), ``MAX_TEXT`` characters, or ``MAX_SCAN`` characters of remembered
+text scanned to judge them. Booleans and None are judged, and clean: they hold no text that
+could have been copied (whether untrusted content *influenced* a call is what
+``untrusted_read`` tells). Before anything untrusted is read nothing is tainted, whatever
+the arguments hold: there is nothing yet to have copied from.
 
 A tool's output is trusted, untrusted, or split by field (``output: {untrusted_fields: [..]}``
 in the charter): see ``split_by_fields``.
@@ -30,12 +31,25 @@ from typing import Any, Final
 
 from charter.core.canonical import to_jsonable
 
-__all__ = ["MAX_NODES", "MAX_TEXT", "ProvenanceTracker", "TaintReport", "split_by_fields"]
+__all__ = [
+    "MAX_NODES",
+    "MAX_SCAN",
+    "MAX_TEXT",
+    "ProvenanceTracker",
+    "TaintReport",
+    "split_by_fields",
+]
 
-# The walk of one argument: values visited, and characters matched. Far above what a tool's
-# arguments hold (16 KiB by default); each string costs a scan of everything read so far.
+# The walk of one argument: values visited, characters of its own text, and characters of
+# remembered text scanned to judge them (each distinct string and number costs a scan of what
+# the run read: about a second per 10**9 characters). Far above what a tool's arguments hold
+# (16 KiB by default) and a run reads; past any of them the argument cannot be judged.
 MAX_NODES: Final = 10_000
 MAX_TEXT: Final = 1_000_000
+MAX_SCAN: Final = 100_000_000
+# Joins the remembered texts of one kind so a value is looked for in one C call, not one
+# Python step per text; a value holding it is looked for text by text instead.
+_SEPARATOR: Final = "\x00"
 # Exact types only: a subclass could hide what it holds (a mapping whose items() lies).
 _CONTAINERS: Final = frozenset({dict, list, tuple, set, frozenset})
 
@@ -64,6 +78,7 @@ class ProvenanceTracker:
         self._trusted: list[str] = list(self._baseline)
         self._untrusted: list[str] = []
         self._lock = threading.Lock()
+        self._joined: tuple[str, str] | None = None  # (untrusted, trusted); None: stale
 
     def snapshot(self) -> dict[str, list[str]]:
         """What has been read so far, as plain data (for durable runs; see ``restore``)."""
@@ -78,14 +93,17 @@ class ProvenanceTracker:
         with self._lock:
             self._trusted = self._baseline + list(snapshot["trusted"])
             self._untrusted = list(snapshot["untrusted"])
+            self._joined = None
 
     def add_trusted(self, text: str) -> None:
         with self._lock:
             self._trusted.append(text.casefold())
+            self._joined = None
 
     def add_untrusted(self, text: str) -> None:
         with self._lock:
             self._untrusted.append(text.casefold())
+            self._joined = None
 
     def add_fields(self, value: Any, untrusted_fields: Collection[str], budget: int) -> bool:
         """Remember a field-level output (see ``split_by_fields``); False when it cannot be
@@ -97,6 +115,7 @@ class ProvenanceTracker:
         with self._lock:
             self._trusted.extend(text.casefold() for text in trusted)
             self._untrusted.extend(text.casefold() for text in untrusted)
+            self._joined = None
         return True
 
     @property
@@ -111,12 +130,27 @@ class ProvenanceTracker:
         """
         if not self._untrusted:
             return TaintReport(False, dict.fromkeys(arguments, False))
-        return TaintReport(True, {name: self._tainted(value) for name, value in arguments.items()})
+        with self._lock:
+            if self._joined is None:
+                self._joined = (_SEPARATOR.join(self._untrusted), _SEPARATOR.join(self._trusted))
+            judge = _Judge(self._joined, list(self._untrusted), list(self._trusted))
+        return TaintReport(True, {name: judge.tainted(value) for name, value in arguments.items()})
 
-    def _tainted(self, value: Any) -> bool:
+
+class _Judge:
+    """Judges the arguments of one call against what the run had read when it was made."""
+
+    def __init__(self, joined: tuple[str, str], untrusted: list[str], trusted: list[str]) -> None:
+        self._untrusted, self._trusted = joined
+        self._chunks = (untrusted, trusted)
+        self._seen: dict[str, bool] = {}  # a text repeated in the arguments is judged once
+        self._scan_left = 0
+
+    def tainted(self, value: Any) -> bool:
         """Walk ``value`` (iteratively: depth is no limit); True on the first tainted string
         or number, and for anything that cannot be judged (see the module docstring)."""
         nodes, text_left = MAX_NODES, MAX_TEXT
+        self._scan_left = MAX_SCAN
         stack: list[Any] = [value]
         try:
             while stack:
@@ -130,7 +164,7 @@ class ProvenanceTracker:
                 if kind is str or kind is int or kind is float or kind is Decimal:
                     text = _text(item)
                     text_left -= len(text)
-                    if text_left < 0 or self._is_untrusted_only(text):
+                    if text_left < 0 or self._untrusted_only(text):
                         return True
                 elif kind in _CONTAINERS:
                     if len(item) > nodes:
@@ -142,16 +176,46 @@ class ProvenanceTracker:
                         stack.extend(item)
                 else:
                     return True  # an object, bytes, a subclass: its contents are not seen
+        except _OverBudget:
+            return True
         except Exception:  # a value that fails while being walked cannot be judged
             return True
         return False
 
-    def _is_untrusted_only(self, text: str) -> bool:
+    def _untrusted_only(self, text: str) -> bool:
+        """Whether ``text`` appears in untrusted text and nowhere in trusted text; True too
+        when looking for it would scan more than this argument's budget allows."""
         needle = text.casefold().strip()
         if not needle:
             return False
-        in_untrusted = any(needle in chunk for chunk in self._untrusted)
-        return in_untrusted and not any(needle in chunk for chunk in self._trusted)
+        known = self._seen.get(needle)
+        if known is None:
+            known = self._found(needle, 0) and not self._found(needle, 1)
+            self._seen[needle] = known
+        return known
+
+    def _found(self, needle: str, kind: int) -> bool:
+        if _SEPARATOR in needle:
+            chunks = self._chunks[kind]
+            self._charge(sum(map(len, chunks)))
+            return any(needle in chunk for chunk in chunks)
+        haystack = (self._untrusted, self._trusted)[kind]
+        # The end index bounds the scan itself, so the budget is never overspent.
+        found = haystack.find(needle, 0, max(self._scan_left, 0))
+        if found >= 0:
+            self._scan_left -= found + len(needle)
+            return True
+        self._charge(len(haystack))
+        return False
+
+    def _charge(self, characters: int) -> None:
+        self._scan_left -= characters
+        if self._scan_left < 0:
+            raise _OverBudget
+
+
+class _OverBudget(Exception):
+    """Judging the argument would scan more than ``MAX_SCAN`` characters: it is tainted."""
 
 
 def _text(value: str | int | float | Decimal) -> str:
