@@ -3,11 +3,15 @@ on what an agent wrote: a red-team task can steer that text (issue 11, defect 4'
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from charter.core.errors import SuiteInvalid
 from charter.evaluation.checks import CheckError, parse_check
 from charter.evaluation.matchers import Matcher, MatcherError
 from charter.evaluation.pii import find_pii
+from charter.evaluation.suite import load_suite
 from tests.core.test_patterns import HOSTILE, finishes
 
 
@@ -77,3 +81,28 @@ def test_an_address_with_a_long_local_part_is_still_found() -> None:
     [finding] = find_pii("write to " + "x" * 80 + "@example.com now")
     assert finding.kind == "email address"
     assert finding.text.endswith("@example.com")
+
+
+def test_a_suite_with_a_pattern_that_cannot_run_in_linear_time_is_a_problem_at_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text(
+        "suite: trial\n"
+        "kind: golden\n"
+        "systems: charter_examples.support_desk.evaluation:systems\n"
+        "defaults:\n"
+        "  principal: {user: alice, tenant: acme, roles: [support]}\n"
+        "tasks:\n"
+        "  - id: one\n"
+        "    input: Please handle ticket T-1001.\n"
+        "    checks:\n"
+        "      - outcome: succeeded\n"
+        "      - output: {matches: '(?<!not )refunded'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SuiteInvalid) as caught:
+        load_suite(path)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line) == (str(path), 11)
+    assert "pattern '(?<!not )refunded' cannot run in linear time" in problem.message
