@@ -350,6 +350,14 @@ class _progress:
 def compare(
     old: Annotated[Path, typer.Argument(help="The earlier report.json (e.g. the baseline).")],
     new: Annotated[Path, typer.Argument(help="The later report.json.")],
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="List every changed task (by default each list shows its first 15).",
+            envvar="CHARTER_COMPARE_ALL",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List regressions (passed before, not now) and fixes between two eval reports.
@@ -363,7 +371,7 @@ def compare(
     if as_json:
         emit_json({"ok": not comparison.regressions, **comparison.as_dict()})
     else:
-        print_comparison(comparison)
+        print_comparison(comparison, show_all=show_all)
     if comparison.regressions:
         raise typer.Exit(EXIT_FAILED)
 

@@ -382,6 +382,7 @@ def changelog(
     rollbacks (by people and by the rollout guard), with who, when and why."""
     with _governance(as_json) as governance:
         entries = governance.log.history(charter_name=charter, environment=env, limit=limit)
+        total = governance.log.count(charter_name=charter, environment=env)
         labels = {name: governance.labels(name) for name in {e.charter_name for e in entries}}
     if as_json:
         emit_json([e.as_dict() for e in entries])
@@ -399,6 +400,11 @@ def changelog(
             escape(e.reason[:80]),
         )
     console.print(table)
+    if total > len(entries):
+        console.print(
+            f"{total - len(entries)} older entries not shown (the latest {len(entries)} of "
+            f"{total}); use -n {total} to list them all"
+        )
 
 
 def whatif(
@@ -449,6 +455,9 @@ def whatif(
         raise typer.Exit(EXIT_FAILED)
 
 
+_EXAMPLES = 5  # changed decisions shown per kind; --json has them all
+
+
 def _print_whatif(data: dict[str, Any]) -> None:
     console.print(
         f"replayed {data['calls_replayed']} calls of {data['runs_replayed']} runs in "
@@ -461,13 +470,15 @@ def _print_whatif(data: dict[str, Any]) -> None:
     ):
         changes = data[key]
         console.print(f"[bold]{title}[/]: {len(changes)}")
-        for change in changes[:5]:
+        for change in changes[:_EXAMPLES]:
             console.print(
                 f"  {change['run_id']} {change['tool']}({escape(str(change['arguments']))[:120]}): "
                 f"{change['old_verdict']} -> {change['new_verdict']} "
                 f"[{escape(str(change['new_rule']))}]",
                 soft_wrap=True,
             )
+        if len(changes) > _EXAMPLES:
+            console.print(f"  ... and {len(changes) - _EXAMPLES} more (use --json to list them)")
     for note in [*data.get("notes", []), *data.get("assumptions", [])]:
         console.print(f"  note: {escape(str(note))}", soft_wrap=True)
 

@@ -69,7 +69,11 @@ def _why(task: Mapping[str, Any]) -> str:
     return ""
 
 
-def print_comparison(comparison: Comparison) -> None:
+def print_comparison(comparison: Comparison, *, show_all: bool = False) -> None:
+    """Each kind of change with its count and its first tasks (every task if ``show_all``).
+
+    A list cut short says how many it left out and how to see them, never silently.
+    """
     data = comparison.as_dict()
     for label, key, style in (
         ("regressions", "regressions", "bold red"),
@@ -80,9 +84,15 @@ def print_comparison(comparison: Comparison) -> None:
     ):
         changes = data.get(key) or []
         console.print(f"[{style}]{label}[/]: {len(changes)}")
-        for change in changes[:_LISTED]:
+        shown = changes if show_all else changes[:_LISTED]
+        for change in shown:
             checks = ", ".join(change.get("failing_checks") or [])
             console.print(
                 f"  {escape(change['key'])}: {change.get('old_status')} -> "
-                f"{change.get('new_status')}" + (f" ({escape(checks)})" if checks else "")
+                f"{change.get('new_status')}" + (f" ({escape(checks)})" if checks else ""),
+                soft_wrap=True,
+            )
+        if len(changes) > len(shown):
+            console.print(
+                f"  ... and {len(changes) - len(shown)} more (use --all or --json to list them)"
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -146,3 +146,16 @@ class GovernanceLog:
             )
             for row in reversed(rows)
         ]
+
+    def count(self, *, charter_name: str | None = None, environment: str | None = None) -> int:
+        """How many actions ``history`` could list with the same filters and no limit."""
+        query = select(func.count()).select_from(governance_events)
+        if charter_name is not None:
+            query = query.where(governance_events.c.charter_name == charter_name)
+        if environment is not None:
+            query = query.where(governance_events.c.environment == environment)
+        try:
+            with self._database.engine.connect() as connection:
+                return int(connection.execute(query).scalar_one())
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(f"cannot read the changelog: {exc}") from None
