@@ -115,8 +115,11 @@ def test_run_exits_1_when_the_run_waits_for_approval(env: dict[str, str]) -> Non
     assert code == 1
     result = json.loads(out)
     assert result["outcome"] == "approval_required"
-    assert result["approval"]["tool"] == "issue_refund"
-    assert len(result["approval"]["arguments_sha256"]) == 64
+    # In process, the run cannot wait for the decision: nothing is filed, and the output
+    # says how to run it so it can wait (tests/cli/test_run_cli.py).
+    assert result["approval"] is None
+    assert result["decision"]["rule_id"] == "require_approval_for[0]"
+    assert "--durable" in result["hint"]
 
 
 def test_run_in_prod_without_the_support_role_is_denied_by_the_raw_cedar_rule(

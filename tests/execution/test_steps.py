@@ -26,6 +26,8 @@ class RecordingSteps:
     """Runs each unit, then round-trips its output and the run's state through JSON, as a
     durable runner records them; keeps the records for a replay."""
 
+    can_wait = True  # it stands for the durable runner: approval requests are filed
+
     records: list[tuple[str, str]] = field(default_factory=list)
     decision: ApprovalOutcome | None = None
     grants: InMemoryGrants | None = None
@@ -48,6 +50,8 @@ class RecordingSteps:
 @dataclass
 class ReplayingSteps:
     """Returns recorded outputs without running anything: recovery after a crash."""
+
+    can_wait = True
 
     records: list[tuple[str, str]]
     decision: ApprovalOutcome | None = None
@@ -165,6 +169,8 @@ def test_reject_or_expiry_is_a_denial_the_model_is_told_about(
 class TwiceSteps:
     """Runs every step twice from the same starting state, as DBOS does with a step that was
     running when its process died (at least once)."""
+
+    can_wait = False
 
     async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
         before = run.snapshot()

@@ -322,6 +322,8 @@ def test_redacted_and_unrecorded_arguments_are_not_replayed(
 class _Approving(InProcessSteps):
     """Steps whose every approval request is granted at once (as a durable run's would be)."""
 
+    can_wait = True  # it waits (briefly): the request is filed, as a durable run files it
+
     def __init__(self, grants: InMemoryGrants) -> None:
         self.grants = grants
 

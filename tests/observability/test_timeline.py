@@ -44,6 +44,7 @@ from charter.runtime import Runtime
 from charter.storage import Database, upgrade
 from charter.storage.tables import runs, spans
 from charter.testing.clock import FakeClock
+from tests.parking import ParkedSteps
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -57,10 +58,17 @@ class TickingClock(FakeClock):
 
 
 def demo_runs(
-    db_url: str, home: Path, *, clock: Clock | None = None, approvals: InMemoryGrants | None = None
+    db_url: str,
+    home: Path,
+    *,
+    clock: Clock | None = None,
+    approvals: InMemoryGrants | None = None,
+    parked: bool = True,
 ) -> dict[str, str]:
     """Run the seven demo tickets; their run ids by ticket. No spans are stored (a tracer
-    without exporters), so each test decides which spans exist."""
+    without exporters), so each test decides which spans exist. ``parked``: the runs that
+    need an approval file their request and stop where a durable run would wait (else they
+    run in process, which cannot wait and files nothing)."""
     database = Database(db_url)
     upgrade(database)  # a Postgres database is upgraded on purpose, as in production
     database.dispose()
@@ -72,7 +80,7 @@ def demo_runs(
         secret_providers=[EnvSecretProvider({"CHARTER_SECRET_PAYMENTS_REFUND": "sk_test_x"})],
         approvals=approvals,
     ) as runtime:
-        rows = asyncio.run(run_demo(runtime))
+        rows = asyncio.run(run_demo(runtime, steps=ParkedSteps() if parked else None))
     assert all(row.as_expected for row in rows)
     return {row.ticket.ticket_id: row.result.run_id for row in rows}
 

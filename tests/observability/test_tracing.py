@@ -16,9 +16,11 @@ from charter import Principal, Runtime, Settings
 from charter.contract.loader import Charter
 from charter.core.decision import Decision, Stage
 from charter.core.events import RunIdentity, RunStarted, ToolCallFinished
+from charter.execution.agent import run_agent
 from charter.identity.secrets import EnvSecretProvider
 from charter.observability.tracing import PresetIdGenerator, SpanRecorder
 from charter.testing import FakeClock
+from tests.parking import ParkedSteps
 
 
 def _run(tmp_path: Path, ticket: str) -> tuple[InMemorySpanExporter, Runtime, str]:
@@ -31,16 +33,14 @@ def _run(tmp_path: Path, ticket: str) -> tuple[InMemorySpanExporter, Runtime, st
         tracer_provider=provider,
         secret_providers=[EnvSecretProvider({"CHARTER_SECRET_PAYMENTS_REFUND": "sk_x_123456"})],
     )
-    result = asyncio.run(
-        runtime.run_agent(
-            Charter.load(CHARTER_PATH),
-            GullibleSupportModel(),
-            f"Please handle ticket {ticket}.",
-            principal=Principal("alice", "acme", roles=("support",)),
-            environment="prod",
-            resources=(SupportDesk.default(),),
-        )
-    )
+    charter = Charter.load(CHARTER_PATH)
+    run = runtime.start_run(charter, Principal("alice", "acme", roles=("support",)),
+                            environment="prod", resources=(SupportDesk.default(),),
+                            model_name="scripted:gullible-support-agent")  # fmt: skip
+    # Parked at its approval as a durable run would be, so the request is filed.
+    price = runtime.price_for(charter)
+    result = asyncio.run(run_agent(run, GullibleSupportModel(), f"Please handle ticket {ticket}.",
+                                   price=price, steps=ParkedSteps()))  # fmt: skip
     runtime.flush_traces()
     return exporter, runtime, result.run_id
 

@@ -41,6 +41,7 @@ from charter.observability.tracing import PresetIdGenerator, SpanRecorder, run_s
 from charter.storage import Database, upgrade
 from charter.testing import ScriptedModel, reply, tool_call
 from tests.execution.harness import write_charter
+from tests.parking import ParkedSteps
 
 SECRET = "sk_live_trace_9Hq2Wd7Zp4Lx"  # distinctive: every exported byte is searched for it
 CONTENT_KEYS = {
@@ -68,7 +69,8 @@ def _runtime(tmp_path: Path, *, content: bool = False) -> tuple[Runtime, InMemor
 def demo(tmp_path: Path) -> Iterator[tuple[Runtime, list[Any], tuple[ReadableSpan, ...]]]:
     runtime, memory = _runtime(tmp_path)
     with runtime:
-        rows = asyncio.run(run_demo(runtime))
+        # Parked at approvals as durable runs are, so their requests are filed.
+        rows = asyncio.run(run_demo(runtime, steps=ParkedSteps()))
         assert runtime.flush_traces()
         yield runtime, rows, tuple(memory.get_finished_spans())
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from charter.cli.output import (
     EXIT_FAILED,
@@ -169,12 +170,45 @@ def run(
                     result["release"] = served.as_dict()
     except UserError as exc:
         fail(str(exc), as_json=as_json)
+    hint = _wait_hint(result)
     if as_json:
-        emit_json(result)
+        emit_json({**result, "hint": hint} if hint else result)
     else:
         print_run(result)
+        tell_failures(result)
+        if hint:
+            stderr.print(Text.assemble(("note:", "yellow"), f" {hint}"), soft_wrap=True)
     if result["outcome"] != "succeeded":
         raise typer.Exit(EXIT_FAILED)
+
+
+def _wait_hint(result: dict[str, Any]) -> str:
+    """How to run it so it can wait, for a run that stopped at an approval it could not wait
+    for (in process: nothing was filed, so there is nothing to approve)."""
+    if result["outcome"] != "approval_required" or result.get("approval"):
+        return ""
+    return (
+        "an in-process run cannot wait for a human's decision, so no approval request was "
+        "filed; to have the run wait for an approver, run it again with --durable (it waits "
+        "in this process) or --detach (a 'charter worker' runs it and it waits there)"
+    )
+
+
+def tell_failures(result: dict[str, Any]) -> None:
+    """On stderr, every tool call that went ahead but did not execute, and why: a
+    configuration problem (which failed the run) as an error, a tool's own error as a warning
+    (the model was told, and the run may still have succeeded)."""
+    for call in result.get("tool_calls", []):
+        failure, detail = call.get("failure"), call.get("detail", "")
+        if failure == "configuration":
+            line = Text.assemble(("error:", "bold red"), f" {call['tool']} could not run: "
+                                 f"{detail}; fix it and run again")  # fmt: skip
+        elif failure == "tool":
+            line = Text.assemble(("warning:", "yellow"), f" {call['tool']} {call['outcome']}: "
+                                 f"{detail}")  # fmt: skip
+        else:
+            continue
+        stderr.print(line, soft_wrap=True)
 
 
 def queue_detached(settings: Settings, charter: Charter, spec: RunSpec, as_json: bool) -> None:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, overload
 import pydantic
 from pydantic import ConfigDict, Field
 
-from charter.core.errors import ToolDefinitionError
+from charter.core.errors import ResourceMissing, ToolDefinitionError
 from charter.identity.principal import Principal
 from charter.identity.secrets import Secret
 
@@ -55,11 +55,15 @@ class ToolContext:
     resources: tuple[object, ...] = field(default=())
 
     def resource(self, kind: type[T]) -> T:
-        """The first resource that is an instance of ``kind``."""
+        """The first resource that is an instance of ``kind``.
+
+        Raises:
+            ResourceMissing: the run has none (the operator's to fix: it fails the run).
+        """
         for item in self.resources:
             if isinstance(item, kind):
                 return item
-        raise LookupError(
+        raise ResourceMissing(
             f"no resource of type {kind.__name__} was given to this run; pass it in "
             "resources=[...] when starting the run"
         )

@@ -5,11 +5,15 @@ Stop conditions, each a run outcome:
     escalated          the model called ``escalate_to_human``, or a budget ran out with
                        ``on_exceed: escalate``
     denied             a call was denied and the charter says ``on_deny: stop``
-    approval_required  a call waits for a human (the run stops here; resuming is durable
-                       execution's job)
+    approval_required  a call needs a human's approval and the run cannot wait for it (an
+                       in-process run: nothing is filed; a durable run files a request and
+                       waits, then goes on)
     budget_exceeded    a budget ran out with ``on_exceed: fail``
     killed             the kill switch fired
-    failed             the model errored, timed out, or used up ``max_steps``
+    failed             the model errored, timed out, or used up ``max_steps``; or a tool could
+                       not run for a reason the operator must fix (a credential or resource
+                       missing: ``ToolResult.failure == "configuration"``), or a deferred
+                       effect failed when the run settled
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ _ESCALATE_SPEC: dict[str, Any] = {
     },
 }
 _CHARS_PER_TOKEN = 4
+_DONE = frozenset({"executed", "deferred"})
+# The rule a run fails under when a tool could not run for the operator to fix.
+_CONFIGURATION = "execute.configuration"
 _MAX_REASON = 2000
 
 
@@ -109,6 +116,9 @@ class RunResult:
                     "outcome": c.outcome,
                     "decision": c.decision.as_dict(),
                     "duration_ms": round(c.duration_ms, 3),
+                    "failure": c.failure,
+                    # Why it did not run (an error, a refusal), as the model was told.
+                    "detail": "" if c.outcome in _DONE else c.model_text,
                 }
                 for c in self.tool_calls
             ],
@@ -139,6 +149,7 @@ async def run_agent(
     durable step that survives a crash (see ``execution/steps.py``).
     """
     steps = steps or InProcessSteps()
+    run.can_wait = steps.can_wait  # only a run that can wait files approval requests
     services = run.services
 
     async def started() -> dict[str, Any]:
@@ -396,6 +407,11 @@ def _stop_for(run: Run, result: ToolResult) -> _Stop | None:
         return _budget_stop(run, result.decision)
     if result.outcome == "denied" and spec.policies.on_deny == "stop":
         return _Stop("denied", result.decision.reason, result.decision)
+    if result.failure == "configuration":
+        # Nothing the model does can fix a missing credential or resource: letting it go on
+        # would end in a final answer that reads as success although the effect never ran.
+        reason = f"{result.tool} could not run: {result.model_text}"
+        return _Stop("failed", reason, Decision.deny(Stage.EXECUTE, reason, _CONFIGURATION))
     return None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from charter.contract.schema import ToolDecl
 from charter.contract.tool import ToolSpec
@@ -22,7 +22,16 @@ from charter.policy.budget import Reservation
 if TYPE_CHECKING:
     from charter.execution.approvals import ApprovalRequest
 
-__all__ = ["PendingCall", "ToolResult"]
+__all__ = ["FailureKind", "PendingCall", "ToolResult"]
+
+FailureKind = Literal["tool", "configuration"]
+"""Why a call that went ahead did not execute (outcome ``error`` or ``timeout``).
+
+``tool``: the tool raised or ran out of time; the model is told and may try something else.
+``configuration``: the call could not run for a reason only the operator can fix (a
+credential missing or unsafe, a resource the run was not given: any ``UserError``); no model
+can work around it, so the agent loop fails the run at once with it as the reason.
+"""
 
 
 @dataclass(slots=True)
@@ -53,6 +62,8 @@ class ToolResult:
 
     ``model_text`` is what the model is shown: the redacted result, or why the call did not
     happen. ``value`` is the tool's raw return value (host code only; never shown as is).
+    ``failure`` says why a call that went ahead did not execute (None when it executed or
+    was refused: see ``FailureKind``).
     """
 
     call_id: str
@@ -64,6 +75,7 @@ class ToolResult:
     duration_ms: float = 0.0
     arguments: dict[str, Any] = field(default_factory=dict)
     approval: ApprovalRequest | None = None
+    failure: FailureKind | None = None
 
     @property
     def executed(self) -> bool:
@@ -80,6 +92,7 @@ class ToolResult:
             "duration_ms": self.duration_ms,
             "arguments": self.arguments,
             "approval": self.approval.as_dict() if self.approval else None,
+            "failure": self.failure,
         }
 
     @classmethod
@@ -97,13 +110,15 @@ class ToolResult:
             duration_ms=float(data["duration_ms"]),
             arguments=data["arguments"],
             approval=ApprovalRequest.from_dict(approval) if approval else None,
+            failure=_failure(data),
         )
 
     def unwrap(self) -> Any:
         """The tool's value if it executed; otherwise raise the governed outcome.
 
         Raises:
-            ApprovalRequired: a human must approve these exact arguments first.
+            ApprovalRequired: a human must approve these exact arguments first (its
+                ``request_id`` is ``""`` when the run cannot wait and none was filed).
             PermissionDenied: the allowlist, the argument schema or a policy refused the call.
             BudgetExceeded: a budget of the run would have been overspent.
             ToolTimeout: the tool ran past its time limit.
@@ -112,7 +127,8 @@ class ToolResult:
         if self.outcome == "executed":
             return self.value
         if self.outcome == "approval_required":
-            assert self.approval is not None
+            if self.approval is None:  # the run cannot wait (``Run.can_wait``): none filed
+                raise ApprovalRequired(self.decision, "", "")
             raise ApprovalRequired(self.decision, self.approval.id, self.approval.arguments_sha256)
         error = _OUTCOME_ERRORS.get(self.outcome, PermissionDenied)
         raise error(self.decision, self.model_text)
@@ -124,3 +140,12 @@ _OUTCOME_ERRORS: dict[str, type[GovernedOutcome]] = {
     "timeout": ToolTimeout,
     "error": ToolFailed,
 }
+
+
+def _failure(data: dict[str, Any]) -> FailureKind | None:
+    """The failure of a stored result; one recorded before failures were typed (a durable
+    run's step from an older version) that errored or timed out was the tool's."""
+    failure = data.get("failure")
+    if failure in ("tool", "configuration"):
+        return failure  # type: ignore[no-any-return]
+    return "tool" if data["outcome"] in ("error", "timeout") else None

@@ -50,6 +50,8 @@ class DbosSteps:
             counts as expired (rejected).
     """
 
+    can_wait = True  # a DBOS.recv outlives this process: approval requests are filed
+
     def __init__(self, approval_timeout_seconds: float) -> None:
         self._timeout = approval_timeout_seconds
 

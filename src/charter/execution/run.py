@@ -29,7 +29,7 @@ from charter.execution.approvals import (
     ApprovalInbox,
     ApprovalRequest,
 )
-from charter.execution.call import PendingCall, ToolResult
+from charter.execution.call import FailureKind, PendingCall, ToolResult
 from charter.execution.effects import CompensableWrite, DeferredEffect, RunEffects
 from charter.execution.kill_switch import KillSwitchView
 from charter.execution.stages.allowlist import AllowlistStage
@@ -61,6 +61,7 @@ _GUARDS: tuple[GuardStage, ...] = (
 # A dry decision (``Run.decide``) judges the charter alone: no kill switch.
 _DRY_GUARDS: tuple[GuardStage, ...] = _GUARDS[1:]
 _APPROVAL = ApprovalStage()
+_NOT_FILED = "this run cannot wait for a decision, so no request was filed"
 
 _OUTCOME_BY_STAGE: dict[Stage, ToolCallOutcome] = {
     Stage.KILL_SWITCH: "killed",
@@ -142,6 +143,11 @@ class Run:
         self.results: list[ToolResult] = []
         self.effects = RunEffects()
         self._step = 0
+        # Whether anything will act on an approval decision for this run: a runner that waits
+        # for it (durable execution), or host code that retries a call once it is approved.
+        # Only then does a call that needs approval file a request in the inbox. Whoever
+        # drives the run sets it: the agent loop copies its runner's ``Steps.can_wait``.
+        self.can_wait = True
 
     def snapshot(self) -> dict[str, Any]:
         """Everything a run has accumulated, as plain JSON data, between calls.
@@ -260,7 +266,8 @@ class Run:
         final = decision
         if execution.outcome != "executed":
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
-        return self._finish(call, final, execution.outcome, execution.text, execution.value)
+        return self._finish(call, final, execution.outcome, execution.text, execution.value,
+                            failure=execution.failure)  # fmt: skip
 
     def decide(self, name: str, arguments: Any) -> Decision:
         """What ``call_tool`` would decide for this call, without acting on it (a dry run).
@@ -347,7 +354,8 @@ class Run:
             effect.decision.rule_id,
             Stage.EXECUTE,
         )
-        self._finish(call, decision, execution.outcome, execution.text, execution.value)
+        self._finish(call, decision, execution.outcome, execution.text, execution.value,
+                     failure=execution.failure)  # fmt: skip
         return None if execution.outcome == "executed" else execution.text
 
     def _discard(self, effect: DeferredEffect, failure: str | None) -> None:
@@ -375,7 +383,8 @@ class Run:
         decision = Decision(
             Verdict.ALLOW, f"compensating {write.tool} ({write.call_id})", rule, Stage.EXECUTE
         )
-        self._finish(call, decision, execution.outcome, execution.text, execution.value)
+        self._finish(call, decision, execution.outcome, execution.text, execution.value,
+                     failure=execution.failure)  # fmt: skip
 
     def _effect_call(self, tool: str, call_id: str, kind: str) -> PendingCall:
         clock = self.services.clock
@@ -390,6 +399,11 @@ class Run:
         decision = replace(decision, reason=self.redact_text(decision.reason))
         if call.reservation is not None:
             self.ledger.release(call.reservation)
+        if decision.verdict is Verdict.REQUIRE_APPROVAL and not self.can_wait:
+            # Nothing would act on a decision (see ``can_wait``): a request would wait in the
+            # inbox forever. The call, its verdict and its rule are audited all the same.
+            text = f"APPROVAL REQUIRED: {decision.reason}; {_NOT_FILED}"
+            return self._finish(call, decision, "approval_required", text, None)
         approval: ApprovalRequest | None = None
         if decision.verdict is Verdict.REQUIRE_APPROVAL:
             outcome: ToolCallOutcome = "approval_required"
@@ -427,6 +441,8 @@ class Run:
         text: str,
         value: Any,
         approval: ApprovalRequest | None = None,
+        *,
+        failure: FailureKind | None = None,
     ) -> ToolResult:
         clock = self.services.clock
         duration_ms = (clock.monotonic() - call.started) * 1000
@@ -467,6 +483,7 @@ class Run:
             duration_ms=duration_ms,
             arguments=redacted,
             approval=approval,
+            failure=failure,
         )
         self.results.append(result)
         return result

@@ -6,6 +6,10 @@ Each unit returns plain JSON data, so a durable runner can record it and, after 
 replay the loop from the records without doing anything twice. ``InProcessSteps`` simply
 runs each unit; a durable runner (DBOS) records the output with the run's ``snapshot`` and
 ``restore``s the run from it, and can wait, durably, for a human's approval decision.
+
+Whether a runner can wait decides whether a call that needs approval files a request in the
+inbox (``Steps.can_wait``, copied to ``Run.can_wait`` by the agent loop): a request that no
+run waits on would stay pending forever, and approving it would change nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class ApprovalOutcome:
 
 
 class Steps(Protocol):
+    @property
+    def can_wait(self) -> bool:
+        """Whether ``await_approval`` can wait for a human (then requests are filed)."""
+        ...
+
     async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
         """Run ``work`` once (or return what it returned before) and give back its output."""
         ...
@@ -48,7 +57,10 @@ class Steps(Protocol):
 
 
 class InProcessSteps:
-    """Runs each unit directly. A run waiting for approval stops here: nothing resumes it."""
+    """Runs each unit directly. A call that needs approval stops the run here: nothing
+    resumes it, so it files no request (``can_wait`` is False); run it durably to wait."""
+
+    can_wait = False
 
     async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
         return await work()

@@ -122,7 +122,9 @@ class ChainSecretProvider:
         """Resolve ``name`` to a ``Secret``, registering its value for redaction."""
         for provider in self._providers:
             value = provider.get(name)
-            if value is not None:
+            # An empty value (``export CHARTER_SECRET_X=``, an empty file) is no credential:
+            # fail closed here, where it is the operator's to fix, not inside the tool.
+            if value is not None and value.strip():
                 self._redactor.register(value)
                 return Secret(name, value)
         raise SecretNotFound(name, [p.description for p in self._providers])

@@ -20,7 +20,7 @@ from charter.core.errors import UserError
 from charter.core.events import ToolCallOutcome
 
 if TYPE_CHECKING:
-    from charter.execution.call import PendingCall
+    from charter.execution.call import FailureKind, PendingCall
     from charter.execution.run import Run
 
 __all__ = ["Execution", "execute"]
@@ -35,6 +35,7 @@ class Execution:
     value: Any
     text: str  # redacted; what the model sees and the audit keeps
     started: bool = True  # False when the tool was never called (nothing to charge)
+    failure: FailureKind | None = None  # why it did not execute (see execution/call.py)
 
 
 async def execute(
@@ -49,9 +50,8 @@ async def execute(
             run.services.secrets.resolve(call.decl.credential) if call.decl.credential else None
         )
     except UserError as exc:  # SecretNotFound, an unsafe secret file: recorded, not raised
-        return Execution(
-            "error", None, run.redact_text(f"{type(exc).__name__}: {exc}"), started=False
-        )
+        text = run.redact_text(f"{type(exc).__name__}: {exc}")
+        return Execution("error", None, text, started=False, failure="configuration")
     context = ToolContext(
         run_id=run.id,
         call_id=call.call_id,
@@ -81,9 +81,14 @@ async def execute(
             "timeout",
             None,
             f"the tool did not finish within {timeout:g}s; idempotency key {idempotency_key}",
+            failure="tool",
         )
+    except UserError as exc:  # Charter's misconfiguration family (a resource not given...)
+        text = _clean(run.redact_text(f"{type(exc).__name__}: {exc}"))
+        return Execution("error", None, text, failure="configuration")
     except Exception as exc:
-        return Execution("error", None, _clean(run.redact_text(f"{type(exc).__name__}: {exc}")))
+        text = _clean(run.redact_text(f"{type(exc).__name__}: {exc}"))
+        return Execution("error", None, text, failure="tool")
     return Execution("executed", value, _render(run, value))
 
 
