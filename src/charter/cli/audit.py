@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, stderr
+from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail, stderr
 from charter.cli.state import open_state
+from charter.core.errors import UserError
+from charter.storage import Database
 
 app = typer.Typer(
     help="Verify and read the tamper-evident audit log (under CHARTER_HOME).", no_args_is_help=True
@@ -22,12 +24,22 @@ TenantOption = Annotated[
 def verify(tenant: TenantOption = None, as_json: JsonOption = False) -> None:
     """Recompute every hash of every tenant's chain; name the first bad record.
 
+    Reads without writing, so it works on a read-only or archived copy of the database (a
+    read-only mount, a SQLite URI with mode=ro, a Postgres standby or SELECT-only role), and
+    says when the storage is read-only.
+
     Exit codes: 0 intact; 1 altered, deleted, reordered or truncated records; 2 no log.
     """
-    with open_state(as_json, must_exist=True) as state:
+    with open_state(as_json, must_exist=True, read_only=True) as state:
+        read_only = _read_only_reason(state.database, as_json)
+        if read_only is not None and not as_json:
+            console.print(f"read-only copy: verifying without writing ({read_only})")
         report = state.audit.verify(tenant)
     if as_json:
-        emit_json(report.as_dict())
+        emit_json(
+            report.as_dict()
+            | {"storage_read_only": read_only is not None, "storage_note": read_only}
+        )
     elif report.ok:
         console.print(
             f"[green]ok[/] audit chain intact: {report.records_checked} records, "
@@ -61,9 +73,10 @@ def tail(
     tenant: TenantOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the latest audit records, oldest first."""
-    with open_state(as_json, must_exist=True) as state:
+    """Show the latest audit records, oldest first (and how many older ones are not shown)."""
+    with open_state(as_json, must_exist=True, read_only=True) as state:
         records = state.audit.tail(limit, tenant)
+        older = state.audit.count(tenant) - len(records) if len(records) == limit else 0
     if as_json:
         emit_json([record.as_dict() for record in records])
         return
@@ -78,3 +91,16 @@ def tail(
             markup=False,
             soft_wrap=True,
         )
+    if older > 0:
+        # On stderr: stdout stays one line per record for grep.
+        stderr.print(
+            f"{older} older record(s) not shown; use -n to show more (up to 10000)",
+            soft_wrap=True,
+        )
+
+
+def _read_only_reason(database: Database, as_json: bool) -> str | None:
+    try:
+        return database.read_only_reason()
+    except UserError as exc:
+        fail(str(exc), as_json=as_json)

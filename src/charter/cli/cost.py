@@ -68,7 +68,7 @@ def cost(
         group_by(by)  # before the database is opened: bad input is reported as such
     except UserError as exc:
         fail(str(exc), as_json=as_json)
-    with open_state(as_json, must_exist=True) as state:
+    with open_state(as_json, must_exist=True, read_only=True) as state:
         try:
             report = CostReporter(state.database, clock).report(
                 by, usd_per_hour=settings.review_usd_per_hour, since=start, until=end,

@@ -15,9 +15,9 @@ app = typer.Typer(
 )
 
 
-def _connect(as_json: bool) -> Database:
+def _connect(as_json: bool, *, read_only: bool = False) -> Database:
     try:
-        database = Database(Settings.from_env().database)
+        database = Database(Settings.from_env().database, read_only=read_only)
         database.check()
     except DatabaseUnavailable as exc:
         fail(str(exc), as_json=as_json)
@@ -51,7 +51,7 @@ def status(as_json: JsonOption = False) -> None:
 
     Exit codes: 0 current; 1 behind (run charter db upgrade); 2 unreachable.
     """
-    database = _connect(as_json)
+    database = _connect(as_json, read_only=True)  # works on a read-only copy too
     try:
         current = current_revision(database)
     except DatabaseUnavailable as exc:

@@ -70,7 +70,7 @@ def serve(
 
     Example: charter metrics serve --port 9464
     """
-    with open_state(as_json, must_exist=True) as state:
+    with open_state(as_json, must_exist=True, read_only=True) as state:
         collector = _collector(state.database, as_json)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(collector)
@@ -113,7 +113,7 @@ def show(as_json: JsonOption = False) -> None:
 
     Example: charter metrics show > /var/lib/node_exporter/textfile/charter.prom
     """
-    with open_state(as_json, must_exist=True) as state:
+    with open_state(as_json, must_exist=True, read_only=True) as state:
         try:
             if as_json:
                 families = CharterCollector(state.database).families()

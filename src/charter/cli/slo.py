@@ -88,7 +88,7 @@ def report(
     except CharterInvalid as exc:
         fail(f"{exc}\nrun 'charter validate {charter_file}' for details", as_json=as_json)
     now = SystemClock().now()
-    with open_state(as_json, must_exist=True) as state:
+    with open_state(as_json, must_exist=True, read_only=True) as state:
         try:
             results = evaluate_slos(
                 RunStore(state.database), charter.name, charter.spec.slos, now=now, window=window

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from charter.cli.output import fail
+from charter.cli.output import fail, stderr
 from charter.core.errors import UserError
 from charter.core.events import EventBus
 from charter.core.settings import Settings
@@ -30,17 +29,24 @@ class State:
 
 
 @contextmanager
-def open_state(as_json: bool, *, must_exist: bool = False) -> Iterator[State]:
+def open_state(
+    as_json: bool, *, must_exist: bool = False, read_only: bool = False
+) -> Iterator[State]:
     """The configured database with the audit log subscribed to a fresh bus.
 
-    ``must_exist``: for read-only commands, refuse to create an embedded SQLite file.
-    Errors (bad URL, unreachable, out of date) exit 2 with the message.
+    ``must_exist``: refuse to create an embedded SQLite file. ``read_only``: for commands
+    that only read: open the database read-only (nothing is created, upgraded or written,
+    so it works on a read-only mount, an archived copy or a SELECT-only role); what such a
+    reader cannot see is said on stderr. Errors (bad URL, unreachable, out of date) exit 2
+    with the message.
     """
     settings = Settings.from_env()
     try:
-        database = Database(settings.database)
+        database = Database(settings.database, read_only=read_only)
     except UserError as exc:
         fail(str(exc), as_json=as_json)
+    for note in database.notes:
+        stderr.print(f"note: {note}", markup=False, soft_wrap=True)
     if must_exist and database.dialect == "sqlite" and not _sqlite_file_exists(database):
         database.dispose()
         fail(
@@ -63,5 +69,5 @@ def open_state(as_json: bool, *, must_exist: bool = False) -> Iterator[State]:
 
 
 def _sqlite_file_exists(database: Database) -> bool:
-    name = database.engine.url.database
-    return name is not None and (name == ":memory:" or Path(name).exists())
+    target = database.sqlite_file
+    return target is not None and (target.path is None or target.path.exists())

@@ -71,7 +71,10 @@ Writing
 Reading
     ``tail``, ``records`` and ``verify`` read through the SQLAlchemy engine on other
     connections, so they never wait for (or hold up) the writer; ``verify`` reads one snapshot
-    (a SQLite read transaction; ``REPEATABLE READ`` on Postgres).
+    (a SQLite read transaction; ``REPEATABLE READ`` on Postgres). A log on a database opened
+    read-only (``AuditLog.open(url, read_only=True)``, ``Database(url, read_only=True)``)
+    takes no write connection and refuses ``append``; verifying an archived or read-only copy
+    writes nothing, not even a schema upgrade (``charter.storage.migrate``).
 """
 
 from __future__ import annotations
@@ -244,6 +247,8 @@ class _Statements:
     verify_rows: str
     tail_all: str
     tail_tenant: str
+    count_all: str
+    count_tenant: str
     page_all: str
     page_tenant: str
 
@@ -278,6 +283,8 @@ def _statements(mark: str, *, postgres: bool) -> _Statements:
             f"SELECT {_RECORD_COLUMNS} FROM audit_records "  # noqa: S608
             f"WHERE tenant = {mark} ORDER BY position DESC LIMIT {mark}"
         ),
+        count_all="SELECT count(*) FROM audit_records",
+        count_tenant=f"SELECT count(*) FROM audit_records WHERE tenant = {mark}",  # noqa: S608
         page_all=(
             f"SELECT {_RECORD_COLUMNS} FROM audit_records "  # noqa: S608
             f"WHERE row_id > {mark} ORDER BY row_id LIMIT {mark}"
@@ -421,8 +428,9 @@ class AuditLog:
 
     Args:
         database: Where the log lives. Its schema is brought up to date (SQLite) or checked
-            (Postgres: run ``charter db upgrade`` first). The log borrows it: ``close`` closes
-            the log's own connection and leaves the database to its owner.
+            (Postgres: run ``charter db upgrade`` first; a database opened read-only: never
+            upgraded). The log borrows it: ``close`` closes the log's own connection and
+            leaves the database to its owner.
 
     Raises:
         AuditUnavailable: The database cannot be reached, is behind its migrations or refuses
@@ -455,7 +463,8 @@ class AuditLog:
         self._heads: dict[str, tuple[int, str]] = {}
         try:
             ensure_schema(database)
-            self._connect()
+            if not database.read_only:  # a reader needs no write connection
+                self._connect()
         except DatabaseUnavailable as exc:
             raise AuditUnavailable(f"cannot open the audit log: {exc}") from exc
         except (SQLAlchemyError, CommandError, OSError, self._dbapi_error) as exc:
@@ -466,14 +475,19 @@ class AuditLog:
             ) from exc
 
     @classmethod
-    def open(cls, url: str) -> Self:
+    def open(cls, url: str, *, read_only: bool = False) -> Self:
         """Open the log in the database at ``url``; ``close`` disposes that database too.
+
+        Args:
+            url: The database's URL.
+            read_only: Open it to read and verify only, writing nothing (an archived copy,
+                a read-only mount, a SELECT-only role).
 
         Raises:
             AuditUnavailable: As for the constructor, or the URL is malformed or unsupported.
         """
         try:
-            database = Database(url)
+            database = Database(url, read_only=read_only)
         except DatabaseUnavailable as exc:
             raise AuditUnavailable(f"cannot open the audit log: {exc}") from exc
         except OSError as exc:  # the SQLite file's directory cannot be created
@@ -531,8 +545,14 @@ class AuditLog:
         Raises:
             ValueError: ``entry`` cannot be serialized (NaN, lone surrogate, non-JSON value)
                 or stored (a NUL character in a column field).
-            AuditUnavailable: The database refused the write; nothing of the batch was kept.
+            AuditUnavailable: The database refused the write; nothing of the batch was kept;
+                or the log is open read-only.
         """
+        if self._database.read_only:
+            raise AuditUnavailable(
+                f"the audit log in {self._database.shown_url} is open read-only: nothing can "
+                "be appended to it; open it writable to record"
+            )
         slot = _prepare(entry)
         with self._turn:
             self._pending.append(slot)
@@ -583,6 +603,19 @@ class AuditLog:
             else:
                 rows = conn.exec_driver_sql(self._sql.tail_tenant, (tenant, limit)).fetchall()
         return [_record_from_row(row) for row in reversed(rows)]
+
+    def count(self, tenant: str | None = None) -> int:
+        """How many records are stored (in one tenant's chain, or in all).
+
+        Raises:
+            AuditUnavailable: The log is closed or unreadable.
+        """
+        with self._reading() as conn:
+            if tenant is None:
+                found = conn.exec_driver_sql(self._sql.count_all).scalar()
+            else:
+                found = conn.exec_driver_sql(self._sql.count_tenant, (tenant,)).scalar()
+        return int(found or 0)
 
     def records(self, tenant: str | None = None) -> Iterator[AuditRecord]:
         """Every record in chain order: by position for one tenant, else by insertion.

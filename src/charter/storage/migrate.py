@@ -3,7 +3,10 @@
 Migrations are ordered, forward-only and never edited once they land; a change to the schema
 is a new file in ``migrations/versions``. The embedded SQLite default is upgraded on open so
 ``charter demo`` needs no setup; a shared Postgres database is upgraded only on purpose, by
-``charter db upgrade``, and Charter refuses to run against an out-of-date one.
+``charter db upgrade``, and Charter refuses to run against an out-of-date one. A database
+opened read-only is never upgraded: one that is behind is refused with what to do instead.
+A database at a migration this code does not know was written by a newer Charter, and is
+refused rather than "upgraded".
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
-from charter.core.errors import DatabaseUnavailable
+from charter.core.errors import DatabaseReadOnly, DatabaseUnavailable
 from charter.storage.database import Database
 
 __all__ = ["current_revision", "ensure_schema", "head_revision", "upgrade"]
@@ -43,14 +47,21 @@ def current_revision(database: Database) -> str | None:
         with database.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
-        raise DatabaseUnavailable(
-            f"cannot read the schema version of {database.shown_url}: {exc.__class__.__name__}; "
-            "check CHARTER_DATABASE_URL and that the server is running"
-        ) from None
+        raise DatabaseUnavailable(database.failure("cannot read the schema version", exc)) from None
 
 
 def upgrade(database: Database) -> tuple[str | None, str]:
-    """Bring the schema to the newest migration; returns (from, to) revisions."""
+    """Bring the schema to the newest migration; returns (from, to) revisions.
+
+    Raises:
+        DatabaseReadOnly: ``database`` is open read-only.
+        DatabaseUnavailable: It cannot be reached.
+    """
+    if database.read_only:
+        raise DatabaseReadOnly(
+            f"the database at {database.shown_url} is open read-only, so its schema cannot "
+            "be upgraded; upgrade a writable copy (a URL without mode=ro or immutable=1)"
+        )
     before = current_revision(database)
     config = _config()
     # SQLite: take the write lock first (BEGIN IMMEDIATE). A deferred transaction that reads
@@ -64,11 +75,30 @@ def upgrade(database: Database) -> tuple[str | None, str]:
 
 
 def ensure_schema(database: Database) -> None:
-    """Upgrade an embedded SQLite file; refuse a Postgres database that is behind."""
+    """Upgrade an embedded SQLite file; refuse a Postgres database that is behind.
+
+    Raises:
+        DatabaseReadOnly: ``database`` is open read-only and its schema is behind.
+        DatabaseUnavailable: It cannot be read, is a Postgres database that is behind, or
+            was written by a newer Charter.
+    """
     current = current_revision(database)
     head = head_revision()
     if current == head:
         return
+    if current is not None and not _known(current):
+        raise DatabaseUnavailable(
+            f"the database at {database.shown_url} is at schema {current!r}, which this "
+            f"Charter does not know (its newest is {head}): a newer Charter wrote it; use "
+            "that version (or a newer one) to read it"
+        )
+    if database.read_only:
+        have = f"at schema {current}" if current else "not yet given Charter's schema"
+        raise DatabaseReadOnly(
+            f"the database at {database.shown_url} is {have} and this Charter needs {head}, "
+            "but it is open read-only, so it is not upgraded: read it with the Charter "
+            "version that wrote it, or upgrade a writable copy first (charter db upgrade)"
+        )
     if database.dialect == "sqlite":
         upgrade(database)
         return
@@ -76,3 +106,10 @@ def ensure_schema(database: Database) -> None:
         f"the database at {database.shown_url} is at schema {current or 'none'}, this Charter "
         f"needs {head}; run 'charter db upgrade' (with CHARTER_DATABASE_URL set) first"
     )
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
