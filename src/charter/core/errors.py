@@ -11,6 +11,7 @@ CharterError                     (Exception)
 │   ├── ToolDefinitionError      a @tool function cannot be described as a tool
 │   ├── PatternInvalid           a regular expression cannot run in linear time, or is bad
 │   ├── SecretNotFound           a credential the charter names cannot be resolved
+│   ├── ResourceMissing          a tool asked for a resource the run was not given
 │   ├── ModelConfigError         the charter's model cannot be built
 │   ├── AuditUnavailable         the audit log cannot be opened or written
 │   ├── DatabaseUnavailable      Charter's database cannot be reached or is out of date
@@ -114,6 +115,15 @@ class SecretNotFound(UserError):
         )
 
 
+class ResourceMissing(UserError, LookupError):
+    """A tool asked its ``ToolContext`` for a resource the host did not give the run.
+
+    Also a ``LookupError``, which is what ``ToolContext.resource`` raised before it was typed.
+    """
+
+    code = "resource_missing"
+
+
 class ModelConfigError(UserError):
     """The charter's model section cannot be turned into a working model."""
 
@@ -203,10 +213,12 @@ class ApprovalRequired(CharterError):
         self.decision = decision
         self.request_id = request_id
         self.arguments_sha256 = arguments_sha256
-        super().__init__(
-            f"approval required: {decision.reason} [rule {decision.rule_id}, "
-            f"request {request_id}, arguments sha256 {arguments_sha256[:12]}]"
+        filed = (
+            f"request {request_id}, arguments sha256 {arguments_sha256[:12]}"
+            if request_id  # "": the run cannot wait for a decision, so nothing was filed
+            else "no request was filed: this run cannot wait for a decision"
         )
+        super().__init__(f"approval required: {decision.reason} [rule {decision.rule_id}, {filed}]")
 
 
 class KillSignal(BaseException):
