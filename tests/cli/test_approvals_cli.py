@@ -139,9 +139,11 @@ def test_show_prints_every_field_with_the_canonical_arguments_and_their_hash(
     assert fields["arguments"] == canonical_json(ARGUMENTS)
     assert fields["arguments_sha256"] == SHA
     assert fields["decided_by"] == "-"
+    # Every field of the record, and what it repeats (nothing here; test_approval_repeats_cli)
+    assert fields.pop("repeat_of") == "-"
     assert set(fields) == set(inbox.store.get("apr_1").as_dict())
     code, out, _ = inbox.invoke("show", "apr_1", "--json")
-    assert (code, json.loads(out)) == (0, inbox.store.get("apr_1").as_dict())
+    assert (code, json.loads(out)) == (0, {**inbox.store.get("apr_1").as_dict(), "repeat_of": None})
 
 
 def test_show_says_when_the_hash_is_of_arguments_before_redaction(inbox: Inbox) -> None:

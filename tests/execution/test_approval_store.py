@@ -380,7 +380,7 @@ def test_a_pending_request_past_its_expiry_reads_expired_and_cannot_be_approved(
 def test_status_filters_treat_overdue_requests_as_expired(world: World) -> None:
     filed(world, "apr_old")
     world.clock.advance(TTL.total_seconds() / 2)
-    filed(world, "apr_new")
+    filed(world, "apr_new", run_id="run_2")  # in run_1 it would wait on apr_old
     world.clock.advance(TTL.total_seconds() / 2 + 1)
     assert [r.id for r in world.store.list(status="pending")] == ["apr_new"]
     assert [r.id for r in world.store.list(status="expired")] == ["apr_old"]
@@ -388,10 +388,10 @@ def test_status_filters_treat_overdue_requests_as_expired(world: World) -> None:
 
 def test_expire_due_marks_and_publishes_each_overdue_request_once(world: World) -> None:
     filed(world, "apr_old")
-    filed(world, "apr_decided")
+    filed(world, "apr_decided", run_id="run_2")  # in run_1 it would wait on apr_old
     world.store.decide("apr_decided", "approve", by="alice", reason="")
     world.clock.advance(TTL.total_seconds() / 2)
-    filed(world, "apr_new")
+    filed(world, "apr_new", run_id="run_3")
     world.clock.advance(TTL.total_seconds() / 2)
     world.events.clear()
 
@@ -417,7 +417,7 @@ def test_list_filters_by_tenant_and_status_newest_first(world: World) -> None:
     world.clock.advance(1)
     filed(world, "apr_b", tenant="globex", requested_by="zed")
     world.clock.advance(1)
-    filed(world, "apr_c")
+    filed(world, "apr_c", run_id="run_3")  # in run_1 it would wait on apr_a
     world.store.decide("apr_c", "approve", by="alice", reason="")
     assert [r.id for r in world.store.list()] == ["apr_c", "apr_b", "apr_a"]
     assert [r.id for r in world.store.list(limit=2)] == ["apr_c", "apr_b"]
@@ -488,8 +488,9 @@ def test_rejected_and_expired_requests_grant_nothing(world: World) -> None:
 
 def test_two_approvals_of_the_same_call_allow_two_executions(world: World) -> None:
     sha = filed(world, "apr_1").arguments_sha256
-    filed(world, "apr_2")
     world.store.decide("apr_1", "approve", by="alice", reason="")
+    # Decided, apr_1 no longer stands for the call: the next filing is a request of its own.
+    assert filed(world, "apr_2").id == "apr_2"
     world.store.decide("apr_2", "approve", by="bob", reason="")
     grants = StoreGrants(world.store)
     used = {

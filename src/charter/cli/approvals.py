@@ -2,7 +2,10 @@
 
 Requests live in Charter's database (``CHARTER_DATABASE_URL``; default a SQLite file under
 ``CHARTER_HOME``). Deciding needs a name (``--as`` or ``CHARTER_OPERATOR``) that holds the
-``approver`` role in the request's tenant and is not the user the run acts for.
+``approver`` role in the request's tenant and is not the user the run acts for; names are
+compared in canonical form (``Alice`` is ``alice``). ``list`` and ``show`` mark a request
+that repeats an effect already approved (same tenant, tool and arguments): approving it
+again pays twice.
 
 Exit codes: 0 done (an empty list included); 2 the decision was refused or the input is bad,
 with the reason on stderr (or as ``{"ok": false, "error": ...}`` with ``--json``).
@@ -29,6 +32,7 @@ from charter.execution.approval_store import (
     ApprovalRecord,
     ApprovalStore,
     DecisionVerdict,
+    EarlierApproval,
 )
 from charter.identity.roles import RoleGrants
 
@@ -83,15 +87,19 @@ def list_command(
 ) -> None:
     """List approval requests, newest first (a pending one past its expiry shows expired).
 
+    A request repeating an effect already approved says so at the end of its line
+    ("repeat of apr_... approved by ... at ..."; "repeat_of" in JSON).
+
     Exit codes: 0 listed (even none); 2 bad filter or no database.
     """
     with _store(as_json) as store:
         try:
             records = store.list(tenant=tenant, status=status, limit=limit)
+            repeats = store.earlier_approvals(records)
         except UserError as exc:
             fail(str(exc), as_json=as_json)
     if as_json:
-        emit_json([record.as_dict() for record in records])
+        emit_json([_with_repeat(record, repeats.get(record.id)) for record in records])
         return
     if not records:
         console.print("no approval requests" + _filters(tenant, status), markup=False)
@@ -110,27 +118,32 @@ def list_command(
         for r in records
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    # One line per request, the reason last and never cut: an operator greps this.
+    # One line per request, the reason (and what it repeats) last and never cut: an operator
+    # greps this.
     for row, record in zip(rows, records, strict=True):
         cells = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        console.print(f"{cells}  {record.reason}", markup=False, soft_wrap=True)
+        earlier = repeats.get(record.id)
+        repeat = f"  [{earlier.describe()}]" if earlier else ""
+        console.print(f"{cells}  {record.reason}{repeat}", markup=False, soft_wrap=True)
 
 
 @app.command()
 def show(id: IdArgument, as_json: JsonOption = False) -> None:
-    """Show every field of one request, with its canonical arguments and their SHA-256.
+    """Show every field of one request, with its canonical arguments and their SHA-256, and
+    the earlier approval of the same effect it repeats, if any (repeat_of).
 
     Exit codes: 0 shown; 2 no such request or no database.
     """
     with _store(as_json) as store:
         try:
             record = store.get(id)
+            earlier = store.earlier_approvals([record]).get(record.id)
         except UserError as exc:
             fail(str(exc), as_json=as_json)
     if as_json:
-        emit_json(record.as_dict())
+        emit_json(_with_repeat(record, earlier))
         return
-    _print_record(record)
+    _print_record(record, earlier)
 
 
 @app.command()
@@ -190,6 +203,8 @@ def _decide(id: str, verdict: DecisionVerdict, by: str | None, reason: str, as_j
             record = store.decide(id, verdict, by=by, reason=reason)
         except UserError as exc:
             fail(str(exc), as_json=as_json)
+    # The decider as recorded: the canonical form of the name given.
+    by = record.decided_by or by
     # A durable run parked on this request resumes now, in whichever process hosts it.
     resumed = notify_decision(Settings.from_env(), run_id=record.run_id, request_id=record.id,
                               verdict=verdict, by=by, reason=reason)  # fmt: skip
@@ -206,10 +221,15 @@ def _decide(id: str, verdict: DecisionVerdict, by: str | None, reason: str, as_j
     )
 
 
-def _print_record(record: ApprovalRecord) -> None:
+def _with_repeat(record: ApprovalRecord, earlier: EarlierApproval | None) -> dict[str, object]:
+    return {**record.as_dict(), "repeat_of": earlier.as_dict() if earlier else None}
+
+
+def _print_record(record: ApprovalRecord, earlier: EarlierApproval | None) -> None:
     canonical = canonical_json(record.arguments)
-    fields = record.as_dict()
+    fields: dict[str, object] = record.as_dict()
     fields["arguments"] = canonical
+    fields["repeat_of"] = earlier.describe() if earlier else None
     width = max(len(name) for name in fields)
     for name, value in fields.items():
         shown = "-" if value is None else str(value)

@@ -1,5 +1,7 @@
 """``charter roles``: grant, revoke and list the roles users hold per tenant.
 
+Users are people, named in canonical form (``Alice``, ``ALICE`` and ``alice`` are one
+person: granting to each is one grant, revoking any revokes it); the output shows that form.
 Register the group with ``app.add_typer(roles.app, name="roles")``.
 """
 
@@ -15,6 +17,7 @@ from charter.cli.output import JsonOption, check_text, console, emit_json, fail
 from charter.core.clock import SystemClock
 from charter.core.errors import UserError
 from charter.core.settings import Settings
+from charter.identity.names import canonical_person
 from charter.identity.roles import RoleGrants
 from charter.storage import Database
 
@@ -79,6 +82,8 @@ def grant(
 ) -> None:
     """Give USER the role in a tenant. Granting a role already held changes nothing.
 
+    USER is matched ignoring case and Unicode compatibility forms: Alice and alice are one.
+
     Example: charter roles grant lead@acme --tenant acme --role approver --as admin
 
     Exit codes: 0 granted or already held; 2 bad input or database unreachable.
@@ -86,6 +91,8 @@ def grant(
     by = _checked(as_json, operator, user=user, tenant=tenant, role=role)
     with _opened(as_json) as grants:
         granted = grants.grant(tenant, user, role, by=by)
+    # Valid now (the grant checked them): shown as stored.
+    user, by = canonical_person(user), canonical_person(by)
     where = f"{user} holds {role!r} in tenant {tenant!r}"
     if as_json:
         emit_json(
@@ -121,11 +128,12 @@ def revoke(
     by = _checked(as_json, operator, user=user, tenant=tenant, role=role)
     with _opened(as_json) as grants:
         revoked = grants.revoke(tenant, user, role, by=by)
+    by = canonical_person(by)  # valid now: the revocation checked it
     if as_json:
         emit_json({"ok": True, "revoked": revoked.as_dict(), "by": by})
     else:
         console.print(
-            f"[green]revoked[/] {user}'s role {role!r} in tenant {tenant!r} (granted by "
+            f"[green]revoked[/] {revoked.user}'s role {role!r} in tenant {tenant!r} (granted by "
             f"{revoked.granted_by} at {revoked.granted_at.isoformat(timespec='seconds')})",
             soft_wrap=True,
         )

@@ -12,6 +12,13 @@ Statuses::
             --escalate-> escalated
             --(no decision before expires_at)--> expired   (counts as rejected)
 
+One call, one request: filing a call of a run while the same call (same tool, same argument
+hash) of that run is pending does not add a second request. The filing is linked to the
+pending one (``approval_links``) and gets it back, then and when its step is re-run after
+a crash, so a human decides it once and the run can use it once. People (who asked, who
+decides) are stored in canonical form (``charter.identity.names``), so separation of duties
+is plain equality: ``Alice`` cannot decide what ``alice`` asked for.
+
 Every transition is one conditional ``UPDATE ... WHERE status = <from>``, so of two
 approvers (or two workers consuming a grant) racing on the same row exactly one wins, in one
 process or many. A pending request past ``expires_at`` is reported as ``expired`` at once;
@@ -27,14 +34,13 @@ writer would wait on our lock until it timed out).
 from __future__ import annotations
 
 import builtins
-import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol, cast, get_args
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -43,8 +49,17 @@ from charter.core.canonical import canonical_json
 from charter.core.clock import Clock
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import ApprovalDecided, ApprovalVerdict, EventBus
+from charter.execution.approval_filing import file_request
+from charter.execution.approval_record import (
+    STATUSES,
+    ApprovalRecord,
+    ApprovalStatus,
+    record_from_row,
+)
+from charter.execution.approval_repeats import EarlierApproval, earlier_approvals
 from charter.execution.approvals import ApprovalRequest
-from charter.storage.database import Database, from_db_time
+from charter.identity.names import canonical_person
+from charter.storage.database import Database
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import approval_requests
 
@@ -55,6 +70,7 @@ __all__ = [
     "ApprovalStatus",
     "ApprovalStore",
     "DecisionVerdict",
+    "EarlierApproval",
     "RoleDirectory",
     "StoreGrants",
     "status_is",
@@ -63,10 +79,6 @@ __all__ = [
 APPROVER_ROLE: Final = "approver"
 DEFAULT_TTL: Final = timedelta(hours=24)
 
-ApprovalStatus = Literal[
-    "pending", "approved", "rejected", "expired", "terminated", "escalated", "executed"
-]
-STATUSES: Final[tuple[str, ...]] = get_args(ApprovalStatus)
 DecisionVerdict = Literal["approve", "reject", "terminate", "escalate"]
 _VERDICTS: Final[tuple[str, ...]] = get_args(DecisionVerdict)
 
@@ -86,14 +98,6 @@ _DONE: Final[dict[str, str]] = {
     "expired": "expired",
     "executed": "approved (and the approval has been used)",
 }
-# The columns an idempotent repeat of ``request`` must match. Not requested_at: a durable
-# step re-run after a crash asks again later, and the first filing (and its clock) stands
-# (found by the crash campaign); nor expires_at, derived from a ttl processes may differ on.
-_CONTENT: Final = (
-    "run_id", "tenant", "requested_by", "charter_name", "tool", "arguments",
-    "arguments_sha256", "reason", "rule_id",
-)  # fmt: skip
-
 _T = approval_requests.c
 
 
@@ -103,72 +107,6 @@ class RoleDirectory(Protocol):
     def roles_of(self, tenant: str, user: str) -> frozenset[str]:
         """The roles ``user`` holds in ``tenant`` (empty when none)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalRecord:
-    """One approval request as stored, with its decision if it has one.
-
-    Attributes:
-        id: the request id (``apr_...``), the one the run reported.
-        run_id: the run that asked.
-        tenant: the run's tenant; approvers must hold ``approver`` there.
-        requested_by: the run's user; they may not decide their own request.
-        charter_name: the charter the run ran under.
-        tool: the tool the call was for.
-        arguments: the call's canonical arguments, secrets redacted.
-        arguments_sha256: SHA-256 of the canonical arguments as called; the approval is bound
-            to it.
-        reason: why approval is required (the policy's reason).
-        rule_id: the rule that required it.
-        requested_at: when it was requested (UTC).
-        expires_at: after this, undecided, it counts as rejected (UTC).
-        status: one of ``STATUSES``; a pending request past ``expires_at`` reads ``expired``.
-        decided_by: who decided (``system`` for expiry), or None.
-        decided_at: when (UTC), or None.
-        decision_reason: the decider's reason, or None.
-        used_key: the idempotency key of the call that used the approval, or None.
-    """
-
-    id: str
-    run_id: str
-    tenant: str
-    requested_by: str
-    charter_name: str
-    tool: str
-    arguments: dict[str, Any]
-    arguments_sha256: str
-    reason: str
-    rule_id: str
-    requested_at: datetime
-    expires_at: datetime
-    status: ApprovalStatus
-    decided_by: str | None
-    decided_at: datetime | None
-    decision_reason: str | None
-    used_key: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every field as JSON-ready values; datetimes in ISO 8601 (UTC)."""
-        return {
-            "id": self.id,
-            "run_id": self.run_id,
-            "tenant": self.tenant,
-            "requested_by": self.requested_by,
-            "charter_name": self.charter_name,
-            "tool": self.tool,
-            "arguments": self.arguments,
-            "arguments_sha256": self.arguments_sha256,
-            "reason": self.reason,
-            "rule_id": self.rule_id,
-            "requested_at": self.requested_at.isoformat(),
-            "expires_at": self.expires_at.isoformat(),
-            "status": self.status,
-            "decided_by": self.decided_by,
-            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
-            "decision_reason": self.decision_reason,
-            "used_key": self.used_key,
-        }
 
 
 class ApprovalStore:
@@ -206,21 +144,25 @@ class ApprovalStore:
         self._ttl = ttl
 
     def request(self, req: ApprovalRequest, *, charter_name: str) -> ApprovalRecord:
-        """Persist ``req`` as pending, expiring ``ttl`` after it was requested.
+        """Persist ``req`` as pending, expiring ``ttl`` after it was requested; or, when the
+        same call of the same run is already pending, return that request instead.
 
-        Idempotent on the request id: filing the same request again returns the stored
-        record unchanged, with its first ``requested_at`` (a run that crashed after asking
-        asks again, later).
+        Idempotent on the request id: filing the same request again returns what the first
+        filing returned (the stored record, with its first ``requested_at``, or the pending
+        request it was linked to, however that has been decided since). A run that crashed
+        after asking asks again, later, and must find its own request.
 
         Args:
             req: the request the run built.
             charter_name: the charter the run runs under.
 
         Returns:
-            The stored record.
+            The request standing for ``req``: ``req`` as stored, or an identical pending
+            request of the same run (its ``id`` differs from ``req.id``).
 
         Raises:
-            UserError: a request with this id exists with different content.
+            UserError: a request with this id exists with different content, or
+                ``req.requested_by`` cannot be a person's name.
             ValueError: ``req.requested_at`` has no time zone.
             DatabaseUnavailable: the database cannot be written.
         """
@@ -229,7 +171,7 @@ class ApprovalStore:
             "id": req.id,
             "run_id": req.run_id,
             "tenant": req.tenant,
-            "requested_by": req.requested_by,
+            "requested_by": canonical_person(req.requested_by, "requested by"),
             "charter_name": charter_name,
             "tool": req.tool,
             "arguments": canonical_json(req.arguments),
@@ -240,23 +182,22 @@ class ApprovalStore:
             "expires_at": requested_at + self._ttl,
             "status": "pending",
         }
+        now = self._clock.now()
         try:
-            with self._begin() as connection:
-                connection.execute(insert(approval_requests).values(**row))
-        except IntegrityError:
-            # The id is the primary key: an earlier (or concurrent) filing got there first.
-            existing = self._row(req.id)
-            assert existing is not None  # rows are never deleted
-            differing = [name for name in _CONTENT if _stored(existing[name]) != row[name]]
-            if differing:
-                raise UserError(
-                    f"approval request {req.id!r} already exists with a different "
-                    f"{', '.join(differing)}; request ids must be unique, file it under a new id"
-                ) from None
-            return self._record(existing, self._clock.now())
+            try:
+                stored = self._file(row, now)
+            except IntegrityError:
+                # Filed under the same id at the same moment by a filing of another call
+                # (so under another lock): a second look finds it and says how it differs.
+                stored = self._file(row, now)
         except SQLAlchemyError as exc:
             raise self._unavailable("write approval requests", exc) from None
-        return self._record(row, self._clock.now())
+        return record_from_row(stored, now)
+
+    def _file(self, row: Mapping[str, Any], now: datetime) -> Mapping[str, Any]:
+        """In one transaction: the row standing for ``row``, inserting it if it is new."""
+        with self._begin() as connection:
+            return file_request(connection, row, _to_utc(now, "now"))
 
     def get(self, id: str) -> ApprovalRecord:
         """The request ``id``.
@@ -270,7 +211,7 @@ class ApprovalStore:
             raise UserError(
                 f"approval request {id!r} not found; list requests with 'charter approvals list'"
             )
-        return self._record(row, self._clock.now())
+        return record_from_row(row, self._clock.now())
 
     def list(
         self, *, tenant: str | None = None, status: str | None = None, limit: int = 50
@@ -296,7 +237,7 @@ class ApprovalStore:
         if status is not None:
             statement = statement.where(status_is(status, _to_utc(now, "now")))
         statement = statement.order_by(_T.requested_at.desc(), _T.id.desc()).limit(limit)
-        return [self._record(row, now) for row in self._read(statement)]
+        return [record_from_row(row, now) for row in self._read(statement)]
 
     def decide(self, id: str, verdict: DecisionVerdict, *, by: str, reason: str) -> ApprovalRecord:
         """Decide the pending request ``id``; publish ``ApprovalDecided`` once it stands.
@@ -304,23 +245,27 @@ class ApprovalStore:
         Args:
             id: the request.
             verdict: approve, reject, terminate (stop the run) or escalate (hand it on).
-            by: the deciding user; must hold ``approver`` in the request's tenant and must
-                not be the user the run acts for (separation of duties).
+            by: the deciding user, any spelling of them (stored in canonical form); must
+                hold ``approver`` in the request's tenant and must not be the user the run
+                acts for (separation of duties).
             reason: why; required for every verdict but approve.
 
         Returns:
             The decided record.
 
         Raises:
-            UserError: the verdict is unknown, ``by`` is empty, the request does not exist,
+            UserError: the verdict is unknown, ``by`` is empty or cannot be a person's name,
+                the request does not exist,
                 is already decided or expired, ``by`` requested it or lacks the approver
                 role, or the reason is missing. Nothing is changed.
             DatabaseUnavailable: the database cannot be read or written.
         """
         if verdict not in _VERDICTS:
             raise UserError(f"verdict {verdict!r} is not one of {', '.join(_VERDICTS)}")
-        if not by.strip():
+        if not isinstance(by, str) or not by.strip():
             raise UserError("the deciding user is empty; say who decides (e.g. --as alice)")
+        # One spelling per person: the comparisons below are then plain equality.
+        by = canonical_person(by, "the deciding user")
         now = self._clock.now()
         record = self.get(id)
         self._check_open(record, verdict)
@@ -367,6 +312,7 @@ class ApprovalStore:
         """
         if not by.strip() or not reason.strip():
             raise UserError("withdrawing an approval request needs who and why")
+        by = canonical_person(by, "withdrawn by")
         now = self._clock.now()
         record = self.get(id)
         if record.status != "pending":
@@ -399,6 +345,21 @@ class ApprovalStore:
             ):
                 expired.append(self._publish(record, "expire", "system", reason, now))
         return expired
+
+    def earlier_approvals(self, records: Sequence[ApprovalRecord]) -> dict[str, EarlierApproval]:
+        """For each of ``records`` that repeats an effect already approved, that approval.
+
+        A repeat is an earlier request of the same tenant for the same tool with the same
+        argument hash, approved (used or not), in this run or another: approving it again
+        pays twice. See ``charter.execution.approval_repeats``.
+
+        Returns:
+            The latest such approval by the id of each record that has one.
+
+        Raises:
+            DatabaseUnavailable: the database cannot be read.
+        """
+        return earlier_approvals(self._read, records)
 
     def consume(self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str) -> str | None:
         """Use one approved request for exactly this call of this run, once.
@@ -534,32 +495,6 @@ class ApprovalStore:
         except SQLAlchemyError as exc:
             raise self._unavailable("read approval requests", exc) from None
 
-    def _record(self, row: Mapping[str, Any], now: datetime) -> ApprovalRecord:
-        expires_at = from_db_time(row["expires_at"])
-        status = row["status"]
-        if status == "pending" and expires_at <= now:
-            status = "expired"
-        decided_at = row.get("decided_at")
-        return ApprovalRecord(
-            id=row["id"],
-            run_id=row["run_id"],
-            tenant=row["tenant"],
-            requested_by=row["requested_by"],
-            charter_name=row["charter_name"],
-            tool=row["tool"],
-            arguments=json.loads(row["arguments"]),
-            arguments_sha256=row["arguments_sha256"],
-            reason=row["reason"],
-            rule_id=row["rule_id"],
-            requested_at=from_db_time(row["requested_at"]),
-            expires_at=expires_at,
-            status=cast(ApprovalStatus, status),
-            decided_by=row.get("decided_by"),
-            decided_at=from_db_time(decided_at) if decided_at is not None else None,
-            decision_reason=row.get("decision_reason"),
-            used_key=row.get("used_key"),
-        )
-
     def _unavailable(self, doing: str, exc: SQLAlchemyError) -> DatabaseUnavailable:
         # The exception text can carry the URL; only the redacted form is shown.
         return DatabaseUnavailable(
@@ -607,7 +542,3 @@ def _to_utc(value: datetime, what: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{what} must be timezone-aware (Clock.now() is)")
     return value.astimezone(UTC)
-
-
-def _stored(value: Any) -> Any:
-    return from_db_time(value) if isinstance(value, datetime) else value

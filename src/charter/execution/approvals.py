@@ -2,7 +2,9 @@
 
 An approval for ``issue_refund`` with ``{"amount_usd": "350", ...}`` approves that call, in
 that run, once: change one character of the arguments and the hash no longer matches; the same
-arguments in another run (another user, another conversation) need their own approval. This
+arguments in another run (another user, another conversation) need their own approval. While
+a call of a run waits for a decision, filing the same call again (same tool, same argument
+hash) gets the waiting request back instead of a second one: one decision, one use. This
 in-memory store is the seam that durable approvals implement.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["ApprovalGrants", "ApprovalInbox", "ApprovalRequest", "InMemoryGrants"]
+__all__ = ["ApprovalGrants", "ApprovalInbox", "ApprovalRequest", "FiledRequest", "InMemoryGrants"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +74,22 @@ class ApprovalGrants(Protocol):
         ...
 
 
+class FiledRequest(Protocol):
+    """What filing a request gives back: at least the id of the request that stands for it."""
+
+    @property
+    def id(self) -> str: ...
+
+
 class ApprovalInbox(Protocol):
-    def request(self, request: ApprovalRequest, *, charter_name: str) -> object:
-        """Record a new request where approvers will find it."""
+    def request(self, request: ApprovalRequest, *, charter_name: str) -> FiledRequest:
+        """Record a new request where approvers will find it, and return the one that stands.
+
+        That is ``request`` itself, or, when the same call of the same run (same tool, same
+        argument hash) is already waiting for a decision, that pending request: the run
+        then waits on it. Filing the same ``request.id`` again returns what it did the
+        first time (a durable step re-run after a crash finds its own request).
+        """
         ...
 
 
@@ -87,17 +102,27 @@ class InMemoryGrants:
     def __init__(self) -> None:
         self._grants: dict[tuple[str, str, str], str] = {}
         self._used: dict[str, str] = {}
+        self._pending: dict[tuple[str, str, str], str] = {}  # the call -> its waiting request
+        self._filed: dict[str, str] = {}  # every id filed -> the request that stands for it
         self._lock = threading.Lock()
         self.requests: dict[str, ApprovalRequest] = {}
 
     def request(self, request: ApprovalRequest, *, charter_name: str) -> ApprovalRequest:
+        call = (request.run_id, request.tool, request.arguments_sha256)
         with self._lock:
-            self.requests[request.id] = request
-        return request
+            standing = self._filed.get(request.id) or self._pending.get(call)
+            if standing is None:
+                standing = request.id
+                self.requests[request.id] = request
+                self._pending[call] = request.id
+            self._filed[request.id] = standing
+            return self.requests[standing]
 
     def grant(self, request: ApprovalRequest, approval_id: str) -> None:
+        call = (request.run_id, request.tool, request.arguments_sha256)
         with self._lock:
-            self._grants[(request.run_id, request.tool, request.arguments_sha256)] = approval_id
+            self._grants[call] = approval_id
+            self._pending.pop(call, None)  # decided: the next filing of the call is new
 
     def granted(self, run_id: str, tool: str, arguments_sha256: str, *, use_key: str) -> str | None:
         with self._lock:

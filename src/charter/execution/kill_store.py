@@ -28,6 +28,7 @@ from charter.core.clock import Clock
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import EventBus, KillSwitchChanged
 from charter.execution.kill_switch import ActiveKill, _check_scope
+from charter.identity.names import canonical_person
 from charter.identity.roles import check_identifier
 from charter.storage.database import Database
 from charter.storage.migrate import ensure_schema
@@ -147,7 +148,7 @@ class KillSwitchStore:
         """
         scope = _valid_scope(scope)
         reason = _valid_reason(reason)
-        check_identifier(by, "killed by")
+        by = canonical_person(by, "killed by")  # one spelling per person (issue 11)
         # SQLite keeps the wall time without its zone, so store UTC.
         record = ActiveKillRecord(scope, reason, by, self._clock.now().astimezone(UTC))
         try:
@@ -193,7 +194,7 @@ class KillSwitchStore:
             DatabaseUnavailable: the database cannot be written.
         """
         scope = _valid_scope(scope)
-        check_identifier(by, "revived by")
+        by = canonical_person(by, "revived by")
         statement = (
             delete(kill_switches).where(kill_switches.c.scope == scope).returning(*kill_switches.c)
         )

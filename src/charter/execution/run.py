@@ -420,8 +420,13 @@ class Run:
                 rule_id=decision.rule_id,
                 requested_at=self.services.clock.now(),
             )
-            self.services.inbox.request(approval, charter_name=self.charter.name)
-            text = f"APPROVAL REQUIRED: {decision.reason} (request {approval.id})"
+            filed = self.services.inbox.request(approval, charter_name=self.charter.name)
+            text = f"APPROVAL REQUIRED: {decision.reason} (request {filed.id})"
+            if filed.id != approval.id:
+                # The same call of this run already waits for a decision: one request, so
+                # the human decides it once and the run can use it once.
+                approval = replace(approval, id=filed.id)
+                text += "; the same call is already waiting for this decision"
         else:
             outcome = _OUTCOME_BY_STAGE.get(decision.stage, "denied")
             text = f"DENIED: {decision.reason} [rule {decision.rule_id}]"

@@ -5,7 +5,8 @@ Rules (``Settings.protected_environments``, ``Settings.separate_duties_in``):
   produced for exactly this release: its charter hash is the release id, enforcement was on,
   and its gate passed;
 - into an environment with separation of duties (default prod), only by someone other than
-  the release's author.
+  the release's author. People are compared in canonical form (``charter.identity.names``):
+  ``Alice`` cannot promote what ``alice`` wrote.
 
 Every refusal lists all the reasons at once and changes nothing. The first release promoted
 into an environment starts serving it (100% of traffic); later ones wait for a rollout.
@@ -31,7 +32,7 @@ from charter.core.settings import Settings
 from charter.governance.changelog import GovernanceLog
 from charter.governance.releases import Release
 from charter.governance.traffic import Traffic
-from charter.identity.roles import check_identifier
+from charter.identity.names import canonical_person
 from charter.storage.database import Database, from_db_time
 from charter.storage.tables import promotions
 
@@ -102,11 +103,13 @@ class Promotions:
     ) -> Promotion:
         """Promote ``release`` into ``environment``.
 
+        ``by`` is a person, any spelling of them; the promotion records the canonical form.
+
         Raises:
             PromotionRefused: a rule is broken (every broken rule is listed).
             UserError: a bad name or environment.
         """
-        check_identifier(by, "--as")
+        by = canonical_person(by, "--as")
         check_environment(environment)
         reasons = self._refusals(release, environment, by, report)
         if reasons:
@@ -206,10 +209,14 @@ class Promotions:
             reasons.append(f"{release.label} is already promoted to {environment}")
         if environment in self._settings.protected_environments:
             reasons += _report_problems(release, report)
-        if environment in self._settings.separate_duties_in and by == release.author:
+        # A release is a record, kept with its author as given (before issue 11, not
+        # canonical): compare the person it names, never the spelling. Authors were always
+        # checked identifiers, so this cannot fail on a stored one.
+        author = canonical_person(release.author, "the release's author")
+        if environment in self._settings.separate_duties_in and by == author:
             reasons.append(
-                f"{by!r} wrote {release.label}; in {environment} someone else must promote it "
-                "(separation of duties)"
+                f"{by!r} wrote {release.label} (as {release.author!r}); in {environment} "
+                "someone else must promote it (separation of duties)"
             )
         return reasons
 

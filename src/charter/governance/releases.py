@@ -30,7 +30,7 @@ from charter.core.clock import Clock
 from charter.core.errors import CharterInvalid, DatabaseUnavailable, UserError
 from charter.core.files import write_atomic
 from charter.governance.changelog import GovernanceLog
-from charter.identity.roles import check_identifier
+from charter.identity.names import canonical_person
 from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import releases
@@ -110,7 +110,7 @@ class ReleaseStore:
             CharterInvalid: the charter does not load.
             UserError: a bad author or message, or a referenced file outside its directory.
         """
-        check_identifier(author, "--as")
+        author = canonical_person(author, "--as")  # one spelling per person (issue 11)
         if not message.strip():
             raise UserError("a release needs a message saying what changed and why (--message)")
         charter = Charter.load(charter_file_of(path))

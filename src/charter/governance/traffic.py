@@ -31,7 +31,7 @@ from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import GovernanceChanged
 from charter.governance.changelog import GovernanceLog
 from charter.governance.releases import Release
-from charter.identity.roles import check_identifier
+from charter.identity.names import canonical_person
 from charter.storage.database import Database, from_db_time
 from charter.storage.tables import deployments, governance_events, promotions
 
@@ -352,7 +352,7 @@ class Traffic:
         labels: Mapping[str, str] | None,
         extra: dict[str, Any] | None = None,
     ) -> Deployment:
-        check_identifier(by, "--as")
+        by = canonical_person(by, "--as")  # one spelling per person (issue 11)
         if not reason.strip():
             raise UserError("say why (--reason): the changelog records it")
         now = self._clock.now().astimezone(UTC)

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from charter.core.environment import ENVIRONMENTS, Environment
+from charter.identity.names import InvalidPersonName, canonical_person
 
 __all__ = ["ENVIRONMENTS", "Environment", "Principal"]
 
@@ -19,7 +20,9 @@ class Principal:
     """The identity behind a run.
 
     Attributes:
-        user: the human (or upstream system) the run acts for.
+        user: the human (or upstream system) the run acts for, in canonical form
+            (``charter.identity.names``): ``Principal("Alice", ...).user == "alice"``, so
+            policies, the audit log, approvals and traffic routing see one name per person.
         tenant: the customer organisation; audit chains and kill switches are per tenant.
         service_principal: the agent's own identity (defaults to ``agent:<charter name>``).
         roles: the user's roles, visible to policies as ``principal.roles``.
@@ -31,12 +34,15 @@ class Principal:
     roles: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for label, value in (("user", self.user), ("tenant", self.tenant)):
-            if not isinstance(value, str) or not _NAME.fullmatch(value):
-                raise ValueError(
-                    f"{label} {value!r} is not a valid identifier; use 1-128 letters, digits "
-                    "or . _ @ : + - (starting with a letter or digit)"
-                )
+        try:
+            object.__setattr__(self, "user", canonical_person(self.user, "user"))
+        except InvalidPersonName as exc:
+            raise ValueError(str(exc)) from None
+        if not isinstance(self.tenant, str) or not _NAME.fullmatch(self.tenant):
+            raise ValueError(
+                f"tenant {self.tenant!r} is not a valid identifier; use 1-128 letters, digits "
+                "or . _ @ : + - (starting with a letter or digit)"
+            )
         if self.service_principal and (
             not isinstance(self.service_principal, str)
             or not _NAME.fullmatch(self.service_principal)

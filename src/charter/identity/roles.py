@@ -1,9 +1,11 @@
 """Role grants: which user holds which role (``approver``, ``operator``...) in which tenant.
 
 A run's caller asserts some roles; these are the ones an administrator granted on purpose,
-held in Charter's database (``role_grants``) so every process sees the same answer. Names
-follow the rules of :class:`~charter.identity.principal.Principal`, so a granted role can
-always be matched against a principal.
+held in Charter's database (``role_grants``) so every process sees the same answer. Tenants
+and roles follow the rules of :class:`~charter.identity.principal.Principal`; people (the
+holder, who grants) are stored in their canonical form (``charter.identity.names``), so
+``Alice`` and ``alice`` hold one set of roles, and a granted role can always be matched
+against a principal, whose user is canonical too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from charter.core.clock import Clock
 from charter.core.errors import DatabaseUnavailable, UserError
+from charter.identity.names import canonical_person
 from charter.identity.principal import _NAME
 from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
@@ -96,6 +99,9 @@ class RoleGrants:
     def grant(self, tenant: str, user: str, role: str, *, by: str) -> bool:
         """Give ``user`` the role ``role`` in ``tenant``.
 
+        ``user`` and ``by`` are people: any spelling of one person is that person (``Alice``
+        and ``alice`` are one), stored in canonical form.
+
         Returns:
             True when granted now; False when the user already held the role (nothing is
             changed, the original grant keeps its author and time).
@@ -104,8 +110,8 @@ class RoleGrants:
             UserError: a name is invalid.
             DatabaseUnavailable: the database cannot be written.
         """
-        _check_all(tenant, user, role)
-        check_identifier(by, "granted by")
+        user = _checked(tenant, user, role)
+        by = canonical_person(by, "granted by")
         row = {
             "tenant": tenant,
             "user": user,
@@ -128,7 +134,7 @@ class RoleGrants:
         """Take the role ``role`` in ``tenant`` away from ``user``.
 
         ``by`` is checked but not stored: the row is deleted, and the history belongs in the
-        audit log.
+        audit log. Any spelling of the holder revokes the grant of that person.
 
         Returns:
             The grant that was revoked.
@@ -137,12 +143,12 @@ class RoleGrants:
             UserError: a name is invalid, or the user does not hold that role there.
             DatabaseUnavailable: the database cannot be written.
         """
-        _check_all(tenant, user, role)
-        check_identifier(by, "revoked by")
+        person = _checked(tenant, user, role)
+        canonical_person(by, "revoked by")
         table = role_grants.c
         statement = (
             delete(role_grants)
-            .where(and_(table.tenant == tenant, table.user == user, table.role == role))
+            .where(and_(table.tenant == tenant, table.user == person, table.role == role))
             .returning(*role_grants.c)
         )
         try:
@@ -151,7 +157,7 @@ class RoleGrants:
         except SQLAlchemyError as exc:
             raise self._unavailable("write role grants", exc) from None
         if found is None:
-            held = ", ".join(sorted(self.roles_of(tenant, user))) or "none"
+            held = ", ".join(sorted(self.roles_of(tenant, person))) or "none"
             raise UserError(
                 f"{user!r} does not hold role {role!r} in tenant {tenant!r}, so there is "
                 f"nothing to revoke; their roles there: {held}"
@@ -159,16 +165,16 @@ class RoleGrants:
         return _grant(found._mapping)
 
     def roles_of(self, tenant: str, user: str) -> frozenset[str]:
-        """The roles ``user`` holds in ``tenant`` (empty when none)."""
+        """The roles ``user`` (any spelling of them) holds in ``tenant`` (empty when none)."""
         check_identifier(tenant, "tenant")
-        check_identifier(user, "user")
+        person = canonical_person(user, "user")
         statement = select(role_grants.c.role).where(
-            and_(role_grants.c.tenant == tenant, role_grants.c.user == user)
+            and_(role_grants.c.tenant == tenant, role_grants.c.user == person)
         )
         return frozenset(row.role for row in self._read(statement))
 
     def holders(self, tenant: str, role: str) -> builtins.list[str]:
-        """The users holding ``role`` in ``tenant``, sorted."""
+        """The users holding ``role`` in ``tenant``, in canonical form, sorted."""
         check_identifier(tenant, "tenant")
         check_identifier(role, "role")
         statement = (
@@ -202,10 +208,12 @@ class RoleGrants:
         )
 
 
-def _check_all(tenant: str, user: str, role: str) -> None:
+def _checked(tenant: str, user: str, role: str) -> str:
+    """The canonical form of ``user``, once the tenant and role are valid identifiers."""
     check_identifier(tenant, "tenant")
-    check_identifier(user, "user")
+    person = canonical_person(user, "user")
     check_identifier(role, "role")
+    return person
 
 
 def _grant(row: Any) -> RoleGrant:

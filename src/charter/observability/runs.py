@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from charter.core.clock import as_utc
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import Event, RunFinished, RunStarted
+from charter.identity.names import canonical_person
 from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import run_labels, runs
@@ -233,11 +234,13 @@ class RunStore:
         """Runs, newest first, matching every filter given.
 
         Raises:
-            UserError: ``limit`` is below 1, or a time is naive.
+            UserError: ``limit`` is below 1, a time is naive, or ``user`` cannot be a name.
             DatabaseUnavailable: the database cannot be read.
         """
         if limit < 1:
             raise UserError(f"limit {limit!r} must be at least 1")
+        if user is not None:  # runs are stored under the canonical user (issue 11)
+            user = canonical_person(user, "--user")
         conditions = []
         for column, value in ((_T.charter_name, charter), (_T.tenant, tenant),
                               (_T.user, user), (_T.outcome, outcome)):  # fmt: skip
@@ -256,7 +259,8 @@ class RunStore:
         """Put (or replace) the human label ``label`` on a run.
 
         Raises:
-            UserError: unknown run, label or value, or an empty ``by``.
+            UserError: unknown run, label or value, or a ``by`` that is empty or cannot be
+                a person's name.
             DatabaseUnavailable: the database cannot be written.
         """
         if label not in LABELS:
@@ -267,6 +271,7 @@ class RunStore:
             )
         if not by.strip():
             raise UserError("say who labels the run (e.g. --as alice)")
+        by = canonical_person(by, "--as")  # one spelling per person (issue 11)
         self.get(run_id)
         row = {"run_id": run_id, "label": label, "value": value, "labeled_by": by,
                "labeled_at": as_utc(at), "note": note}  # fmt: skip

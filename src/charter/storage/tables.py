@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "approval_links",
     "approval_requests",
     "audit_heads",
     "audit_records",
@@ -116,6 +117,22 @@ approval_requests = Table(
 )
 Index("ix_approval_requests_tenant_status", approval_requests.c.tenant,
       approval_requests.c.status)  # fmt: skip
+# One call of one run (its pending request, its approvals to use) and one effect in a tenant
+# (earlier approvals of it: approval_repeats.py).
+Index("ix_approval_requests_call", approval_requests.c.run_id, approval_requests.c.tool,
+      approval_requests.c.arguments_sha256)  # fmt: skip
+Index("ix_approval_requests_effect", approval_requests.c.tenant, approval_requests.c.tool,
+      approval_requests.c.arguments_sha256)  # fmt: skip
+
+# A filing of a call that was already pending in its run: it waits on that request instead
+# of becoming a second one. Kept so the filing, re-run after a crash, finds the same request.
+approval_links = Table(
+    "approval_links",
+    metadata,
+    Column("id", Text, primary_key=True),  # the id the filing was made under
+    Column("request_id", Text, nullable=False),  # the pending request it waits on
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+)
 
 # One row per run: who, what, where, how it ended and what it used (observability/runs.py).
 # Written when the run starts and completed when it ends; ``totals`` is what RunFinished
