@@ -31,6 +31,7 @@ from charter.observability.timeline import (
     Step,
     Timeline,
     ToolCallStep,
+    Usage,
 )
 
 __all__ = ["format_duration", "print_columns", "print_timeline"]
@@ -126,18 +127,36 @@ def _header_lines(t: Timeline) -> list[Text]:
     lines.append(Text(f"{when}; model {t.model or '?'}; trace {t.trace_id or '-'}"))
     if t.usage is not None:
         u, limits = t.usage, t.limits
-        tokens = _of(str(u.total_tokens), limits and limits.max_total_tokens)
+        tokens = _of(_known(u.total_tokens), limits and limits.max_total_tokens)
         calls = _of(str(u.tool_calls), limits and limits.max_tool_calls)
-        cost = _of(format_usd(u.cost_usd), _usd(limits.max_usd_per_run) if limits else None)
+        cost = _of(_usd(u.cost_usd) or "?", _usd(limits.max_usd_per_run) if limits else None)
+        # A run that has not ended has no totals yet: they are counted from the timeline
+        # below (model calls from stored spans; fees only with its charter), so far.
+        used = "used" if u.final else "used so far"
         lines.append(
             Text(
-                f"used: {u.model_calls} model calls, {tokens} tokens, {calls} tool calls "
-                f"({u.denied_calls} denied, {u.tool_errors} failed), cost {cost} (model "
-                f"{format_usd(u.model_cost_usd)} + tool fees {format_usd(u.tool_fees_usd)})"
-                + ("" if limits else "; budgets: pass --charter FILE to compare")
+                f"{used}: {_known(u.model_calls)} model calls, {tokens} tokens, {calls} tool "
+                f"calls ({u.denied_calls} denied, {u.tool_errors} failed), cost {cost} (model "
+                f"{_usd(u.model_cost_usd) or '?'} + tool fees {_usd(u.tool_fees_usd) or '?'})"
+                + _why_unknown(u, compared=limits is not None)
             )
         )
     return lines
+
+
+def _known(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _why_unknown(u: Usage, *, compared: bool) -> str:
+    """What the ``?`` figures need, and how to compare with the budgets."""
+    notes = []
+    if u.model_calls is None:
+        notes.append("model calls: no spans are stored for this run")
+    if not compared:
+        fees = " and count tool fees" if u.tool_fees_usd is None else ""
+        notes.append(f"budgets: pass --charter FILE to compare{fees}")
+    return "".join(f"; {note}" for note in notes)
 
 
 def _of(used: str, limit: object) -> str:
@@ -197,6 +216,8 @@ def _add_tool_call(parent: Tree, at: Text, step: ToolCallStep) -> None:
     ):
         # Errors and timeouts: what went wrong (refusals already say it in the reason).
         node.add(Text(step.detail, style="red"))
+    elif step.detail and step.outcome == "executed":
+        node.add(Text(step.detail, style="yellow"))  # e.g. a kill it outran: it still ran
     if step.outcome == "deferred":
         node.add(Text("queued: runs only once the whole run has succeeded", style="dim"))
     if step.approval is not None:

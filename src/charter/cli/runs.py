@@ -209,10 +209,15 @@ def _print_runs(rows: list[RunRow]) -> None:
     lines = []
     for row in rows:
         duration = "-" if row.elapsed_seconds is None else format_duration(row.elapsed_seconds)
+        # A run's totals are written when it ends: a running run's row says 0 of everything,
+        # which is not what it used ('charter runs show ID' counts it so far).
+        ended = row.outcome != "running"
+        calls, tokens = (str(row.tool_calls), str(row.total_tokens)) if ended else ("-", "-")
+        cost = format_usd(row.cost_usd) if ended else "-"
         lines.append((
             row.id, row.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             row.charter_name, row.tenant, row.user,
             Text(row.outcome, style=OUTCOME_STYLE.get(row.outcome, "yellow")),
-            str(row.tool_calls), str(row.total_tokens), format_usd(row.cost_usd), duration,
+            calls, tokens, cost, duration,
         ))  # fmt: skip
     print_columns(header, lines, right={6, 7, 8, 9})

@@ -3,7 +3,9 @@
 ``charter runs show`` answers "why did this run do (or not do) that?" without reading logs,
 by joining what Charter keeps about a run:
 
-- the ``runs`` row (``RunStore``): who, which charter version, how it ended, what it used;
+- the ``runs`` row (``RunStore``): who, which charter version, how it ended, what it used
+  (its totals are written when the run ends; until then they are counted from the timeline
+  itself: see ``Usage``);
 - the audit log: every tool call with its redacted arguments, verdict, rule, reason and
   outcome, and the run's start and end. It is the record of truth and is never pruned, so a
   run whose row and spans were pruned is still explained from it alone;
@@ -61,6 +63,8 @@ __all__ = [
 ]
 
 _NS: Final = 1_000_000_000
+# Stages that refuse a call before it reserves a tool-call slot of the run's budget.
+_BEFORE_BUDGET: Final = frozenset({"kill_switch", "allowlist", "schema"})
 # An approval decision's audit outcome is the verdict; the inbox speaks of statuses.
 _DECIDED: Final = {"approve": "approved", "reject": "rejected", "terminate": "terminated",
                    "escalate": "escalated", "expire": "expired"}  # fmt: skip
@@ -195,28 +199,39 @@ Step = RunEdgeStep | ModelCallStep | ToolCallStep
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What the run used, as its own ledger counted it (the ``runs`` row)."""
+    """What the run used.
 
-    model_calls: int
+    ``final``: the run has ended, and these are its own ledger's totals (the ``runs`` row,
+    written once, at its end). Not final: the run has not ended (a durable run parked for
+    approval, a run in flight), its row has no totals yet, so they are counted from the
+    timeline itself, so far: model calls, tokens and model cost from the stored spans (None
+    when no span is stored), tool calls from the audit log as the ledger counts them (those
+    that reached the budget stage), tool fees from the charter when one is given (else None;
+    then the cost is None too), and no elapsed time.
+    """
+
+    model_calls: int | None
     tool_calls: int
     tool_errors: int
     denied_calls: int
-    total_tokens: int
-    cost_usd: Decimal
-    model_cost_usd: Decimal
-    tool_fees_usd: Decimal
+    total_tokens: int | None
+    cost_usd: Decimal | None
+    model_cost_usd: Decimal | None
+    tool_fees_usd: Decimal | None
     elapsed_seconds: float | None
+    final: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "final": self.final,
             "model_calls": self.model_calls,
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
             "denied_calls": self.denied_calls,
             "total_tokens": self.total_tokens,
-            "cost_usd": str(self.cost_usd),
-            "model_cost_usd": str(self.model_cost_usd),
-            "tool_fees_usd": str(self.tool_fees_usd),
+            "cost_usd": _str(self.cost_usd),
+            "model_cost_usd": _str(self.model_cost_usd),
+            "tool_fees_usd": _str(self.tool_fees_usd),
             "elapsed_seconds": self.elapsed_seconds,
         }
 
@@ -361,9 +376,13 @@ class TimelineReader:
                 "model calls are not shown and durations are unknown"
             )
         steps = self._steps(records, span_rows)
+        usage = None
+        if row is not None:  # without it, the run is known from its audit records alone
+            ended = header["outcome"] != "running"
+            usage = _usage(row) if ended else _usage_so_far(steps, bool(span_rows), charter)
         return Timeline(
             run_id=run_id,
-            usage=_usage(row) if row is not None else None,
+            usage=usage,
             limits=limits,
             steps=steps,
             notes=tuple(notes),
@@ -529,6 +548,52 @@ def _usage(row: RunRow) -> Usage:
         tool_fees_usd=row.tool_fees_usd,
         elapsed_seconds=row.elapsed_seconds,
     )
+
+
+def _usage_so_far(steps: Sequence[Step], spans_stored: bool, charter: Charter | None) -> Usage:
+    """What a run that has not ended has used, counted from its timeline (see ``Usage``).
+
+    One source for both: the header can then never disagree with the steps below it. The
+    row's totals are not an option (written only at the end), nor is counting on every call
+    (a database write per model and tool call on the hot path, and one a replayed durable
+    step must not count twice).
+    """
+    models = [s for s in steps if isinstance(s, ModelCallStep)]
+    calls = [s for s in steps if isinstance(s, ToolCallStep)]
+    model_cost: Decimal | None = None
+    if spans_stored and all(m.cost_usd is not None for m in models):
+        model_cost = sum((m.cost_usd for m in models if m.cost_usd is not None), Decimal(0))
+    fees: Decimal | None = None
+    if charter is not None:
+        declared = charter.spec.tools
+        fees = sum(
+            (declared[c.tool].fee_usd for c in calls
+             if c.outcome == "executed" and c.tool in declared),
+            Decimal(0),
+        )  # fmt: skip
+    tokens = sum(m.input_tokens + m.output_tokens for m in models)
+    return Usage(
+        model_calls=len(models) if spans_stored else None,
+        tool_calls=sum(1 for c in calls if c.phase == "call" and _reached_budget(c)),
+        tool_errors=sum(1 for c in calls if c.outcome in ("error", "timeout")),
+        denied_calls=sum(1 for c in calls if c.outcome == "denied"),
+        total_tokens=tokens if spans_stored else None,
+        cost_usd=None if model_cost is None or fees is None else model_cost + fees,
+        model_cost_usd=model_cost,
+        tool_fees_usd=fees,
+        elapsed_seconds=None,
+        final=False,
+    )
+
+
+def _reached_budget(call: ToolCallStep) -> bool:
+    """Whether the ledger counted this call: it got past the kill switch, the allowlist and
+    the argument schema, and its tool-call slot was reserved (a budget refusal was not)."""
+    return call.stage not in _BEFORE_BUDGET and call.outcome != "budget_exceeded"
+
+
+def _str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _attributes(span: Any) -> dict[str, Any]:
