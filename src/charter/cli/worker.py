@@ -42,8 +42,7 @@ def worker(
 
     Example: charter worker --id worker-1
     """
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = _stop_on_signals()
     try:
         with Runtime(Settings.from_env()) as runtime:
             engine = DurableEngine(
@@ -54,10 +53,33 @@ def worker(
             try:
                 while not stop.wait(0.5):
                     pass
-            except KeyboardInterrupt:
-                pass
+                unfinished = engine.unfinished_runs()
             finally:
                 engine.destroy()
     except UserError as exc:
         fail(str(exc))
-    console.print(f"worker {worker_id} stopped")
+    if unfinished == 1:
+        resumes = " (1 unfinished run resumes when it starts again)"
+    elif unfinished:
+        resumes = f" ({unfinished} unfinished runs resume when it starts again)"
+    else:
+        resumes = ""
+    console.print(f"worker {worker_id} stopped{resumes}", soft_wrap=True)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event SIGTERM or SIGINT sets: the worker then stops cleanly and exits 0.
+
+    A second signal while it stops is the default one again (SIGINT: KeyboardInterrupt,
+    SIGTERM: terminate at once), for an operator who will not wait.
+    """
+    stop = threading.Event()
+
+    def handle(_signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
