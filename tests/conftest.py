@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.backends import BACKENDS, database_url
+from tests.skip_summary import pytest_terminal_summary  # noqa: F401  (a hook: one skip line)
 
 
 @pytest.fixture(params=BACKENDS)
