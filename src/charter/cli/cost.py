@@ -112,6 +112,12 @@ def _print(report: CostReport) -> None:
             "recorded when they end",
             soft_wrap=True,
         )
+    if total.unreadable_cost:
+        console.print(
+            f"{total.unreadable_cost} run(s) have a recorded cost that is not an amount from 0 "
+            "(negative or not a number): they count as runs, their money is left out",
+            soft_wrap=True,
+        )
 
 
 def _cells(line: CostLine) -> list[str]:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from charter.cli.output import console
 from charter.core.money import format_usd
+from charter.identity.secrets import REDACTED
 
 __all__ = ["OUTCOME_STYLE", "print_run"]
 
@@ -52,6 +53,13 @@ def print_run(result: dict[str, Any]) -> None:
         console.print(
             f"{result['model_calls']} model calls, {result['total_tokens']} tokens, "
             f"cost {format_usd(Decimal(result['cost_usd']))}, trace {result['trace_id']}"
+        )
+    if result.get("input_redacted"):
+        console.print(
+            "note: your input held a credential this charter uses; the model, the audit log "
+            f"and traces saw {REDACTED} in its place",
+            markup=False,
+            soft_wrap=True,
         )
     if result.get("final_text"):
         console.print(f"agent: {result['final_text']}", markup=False)

@@ -22,7 +22,8 @@ CharterError                     (Exception)
 │   ├── PermissionDenied         policy, allowlist or schema refused a tool call
 │   ├── BudgetExceeded           a budget (tokens, calls, time, USD) would be overspent
 │   ├── ToolTimeout              a tool ran past its time limit
-│   └── ToolFailed               the tool itself raised
+│   ├── ToolFailed               the tool itself raised
+│   └── ModelResponseInvalid     a model's reply breaks the Model protocol (usage, shape)
 └── ApprovalRequired             control-flow signal: a human must approve first
 
 KillSignal                       (BaseException) the kill switch; tool code's
@@ -202,6 +203,13 @@ class ToolFailed(GovernedOutcome):
     """The tool raised. The original exception is chained as ``__cause__``."""
 
     code = "tool_failed"
+
+
+class ModelResponseInvalid(GovernedOutcome):
+    """A model's reply is not what the ``Model`` protocol promises (usage that is not a count
+    of tokens, a message or tool call of the wrong shape); the run ends ``failed``."""
+
+    code = "model_response_invalid"
 
 
 class ApprovalRequired(CharterError):

@@ -28,8 +28,9 @@ from typing import Any, Literal
 
 from charter.core.canonical import sha256_hex
 from charter.core.decision import Decision, Stage, Verdict
-from charter.core.errors import KillSignal
+from charter.core.errors import KillSignal, ModelResponseInvalid
 from charter.core.events import ModelCalled, RunFinished, RunStarted
+from charter.core.money import format_usd
 from charter.execution.approvals import ApprovalRequest
 from charter.execution.call import ToolResult
 from charter.execution.model import (
@@ -37,6 +38,7 @@ from charter.execution.model import (
     Model,
     ModelResponse,
     ToolCallRequest,
+    checked_response,
     message_to_dict,
     response_from_dict,
     response_to_dict,
@@ -89,6 +91,8 @@ class RunResult:
     decision: Decision | None = None
     approval: ApprovalRequest | None = None
     messages: tuple[Message, ...] = field(default=(), repr=False)
+    # The user's input held a credential the run knows: the model saw ``[REDACTED]`` there.
+    input_redacted: bool = False
 
     def count(self, outcome: str) -> int:
         return sum(1 for call in self.tool_calls if call.outcome == outcome)
@@ -102,6 +106,7 @@ class RunResult:
             "outcome": self.outcome,
             "reason": self.reason,
             "final_text": self.final_text,
+            "input_redacted": self.input_redacted,
             "model_calls": self.model_calls,
             "total_tokens": self.total_tokens,
             "cost_usd": str(self.cost_usd),
@@ -152,17 +157,21 @@ async def run_agent(
     run.can_wait = steps.can_wait  # only a run that can wait files approval requests
     services = run.services
 
+    # A credential the user typed is redacted like one a tool returned: the model, the
+    # provenance record and the audit's input hash all see the redacted text (the run goes on).
+    shown_input = run.redact_text(user_input)
+
     async def started() -> dict[str, Any]:
         started_at = services.clock.now()
-        event = RunStarted(run.identity, started_at, sha256_hex(user_input), f"{run.id}/started")
+        event = RunStarted(run.identity, started_at, sha256_hex(shown_input), f"{run.id}/started")
         services.bus.publish(event)
         return {}
 
-    run.provenance.add_trusted(user_input)
+    run.provenance.add_trusted(shown_input)
     await steps.step(run, "run_started", started)
     messages: list[Message] = [
         Message("system", run.charter.prompt_text),
-        Message("user", user_input),
+        Message("user", shown_input),
     ]
     tools = [spec.model_view() for spec in run.charter.tools.values()] + [_ESCALATE_SPEC]
     try:
@@ -173,6 +182,9 @@ async def run_agent(
             str(signal),
             Decision.deny(Stage.KILL_SWITCH, signal.reason, f"kill-switch:{signal.scope}"),
         )
+    except ModelResponseInvalid as refused:  # a recorded reply that does not read back
+        reason = run.redact_text(refused.decision.reason)
+        stop = _Stop("failed", reason, replace(refused.decision, reason=reason))
     stop = await _settle(run, stop, steps)
     model_calls = sum(1 for m in messages if m.role == "assistant")
 
@@ -215,7 +227,8 @@ async def run_agent(
         trace_id=run.identity.trace_id,
         decision=stop.decision,
         approval=stop.approval,
-        messages=tuple(messages),
+        messages=tuple(_as_shown(run, messages)),  # the model's own turns redacted too
+        input_redacted=shown_input != user_input,
     )
 
 
@@ -319,7 +332,8 @@ async def _after_approval(
     if decided.verdict == "kill":
         # Recorded by the wait itself, so a replay after a crash stops here the same way.
         raise KillSignal(decided.scope or "unknown", decided.reason)
-    who = f"{decided.by}: {decided.reason}" if decided.reason else decided.by
+    # The approver's words reach the model, the run's reason and the audit: redacted first.
+    who = run.redact_text(f"{decided.by}: {decided.reason}" if decided.reason else decided.by)
     if decided.verdict == "approve":
         # The same call again: the approval stage finds the grant for these exact arguments.
         return await _tool_step(run, steps, request), None
@@ -351,14 +365,17 @@ async def _as_data(turn: Awaitable[ModelResponse | _Stop]) -> dict[str, Any]:
     return {"response": response_to_dict(result)}
 
 
-def _content(run: Run, messages: list[Message], response: ModelResponse) -> dict[str, Any]:
+def _content(run: Run, messages: list[Message], response: ModelResponse | None) -> dict[str, Any]:
     """The redacted conversation for ``ModelCalled``, only when traces record content: copying
-    and redacting every message on every turn is not free, and nothing else reads it."""
+    and redacting every message on every turn is not free, and nothing else reads it. A reply
+    that was refused (``None``) is not recorded: it may not even be data."""
     if not run.services.record_content:
         return {}
     return {
         "input_messages": tuple(run.redact([message_to_dict(m) for m in messages])),
-        "output_message": run.redact(message_to_dict(response.message)),
+        "output_message": None
+        if response is None
+        else run.redact(message_to_dict(response.message)),
     }
 
 
@@ -439,10 +456,11 @@ async def _model_turn(
     reservation = run.ledger.reserve(tokens=estimated_input + max_output, usd=worst_usd)
     if not isinstance(reservation, Reservation):
         return _budget_stop(run, reservation)
+    shown = _as_shown(run, messages)
     started = clock.monotonic()
     try:
-        response = await asyncio.wait_for(
-            model.chat(messages, tools, max_output_tokens=max_output), run.ledger.seconds_left()
+        reply = await asyncio.wait_for(
+            model.chat(shown, tools, max_output_tokens=max_output), run.ledger.seconds_left()
         )
     except TimeoutError:
         run.ledger.release(reservation)
@@ -457,25 +475,69 @@ async def _model_turn(
     except Exception as exc:
         run.ledger.release(reservation)
         return _Stop("failed", run.redact_text(f"model call failed: {type(exc).__name__}: {exc}"))
+    name = f"{model.provider}:{model.name}"
+    try:
+        response = checked_response(reply, name)
+    except ModelResponseInvalid as refused:
+        # The model ran and its provider may bill it, but what it used is unknown: the run is
+        # charged the worst case it reserved (never less, never a refill), and it ends.
+        run.ledger.settle(reservation, tokens=reservation.tokens, usd=reservation.usd)
+        charged = (estimated_input, max_output, worst_usd)
+        _publish_model_called(run, name, charged, started, _content(run, shown, None))
+        reason = run.redact_text(
+            f"{refused.decision.reason}; the run was charged the call's reserved worst case "
+            f"({reservation.tokens} tokens, {format_usd(worst_usd)})"
+        )
+        return _Stop("failed", reason, replace(refused.decision, reason=reason))
     usage = response.usage
     cost = price.cost(usage.input_tokens, usage.output_tokens) if price else Decimal(0)
     breach = run.ledger.settle(reservation, tokens=usage.total_tokens, usd=cost)
+    used = (usage.input_tokens, usage.output_tokens, cost)
+    _publish_model_called(run, name, used, started, _content(run, shown, response))
+    if breach is not None:
+        return _budget_stop(run, breach)
+    return response
+
+
+def _publish_model_called(
+    run: Run, name: str, used: tuple[int, int, Decimal], started: float, content: dict[str, Any]
+) -> None:
+    clock = run.services.clock
+    input_tokens, output_tokens, cost = used
     run.services.bus.publish(
         ModelCalled(
             run.identity,
             clock.now(),
             os.urandom(8).hex(),
-            f"{model.provider}:{model.name}",
-            usage.input_tokens,
-            usage.output_tokens,
+            name,
+            input_tokens,
+            output_tokens,
             str(cost),
             (clock.monotonic() - started) * 1000,
-            **_content(run, messages, response),
+            **content,
         )
     )
-    if breach is not None:
-        return _budget_stop(run, breach)
-    return response
+
+
+def _as_shown(run: Run, messages: list[Message]) -> list[Message]:
+    """The conversation as the model may see it: every text redacted once more here, the one
+    place all of it passes whichever code wrote it (a tool result, a refusal, an approver's
+    reason, the prompt). Messages with nothing to redact are passed on as they are."""
+    shown: list[Message] = []
+    for message in messages:
+        content = run.redact_text(message.content)
+        calls = message.tool_calls
+        if calls:
+            calls = tuple(
+                replace(call, arguments=arguments)
+                if (arguments := run.redact(call.arguments)) != call.arguments
+                else call
+                for call in calls
+            )
+        if content != message.content or calls != message.tool_calls:
+            message = replace(message, content=content, tool_calls=calls)
+        shown.append(message)
+    return shown
 
 
 def _estimate_tokens(messages: list[Message], tools: list[dict[str, Any]]) -> int:

@@ -2,7 +2,31 @@
 
 A ``Secret`` hides its value from ``repr``/``str``/f-strings. Every resolved value is also
 registered with a ``Redactor`` so it is scrubbed from anything that flows into the audit log,
-traces or error text, even if a tool echoes it back.
+traces, error text or the model's view, even if a tool echoes it back or the user types it.
+
+What redaction catches (``identity/redaction.py`` says how): a registered value anywhere in a
+text, in any letter case; its hex, URL (percent) and JSON-escaped forms; its base64 forms
+(standard or URL-safe, padded or not, alone or inside a longer base64 string at any offset);
+a value split across adjacent strings of one list, tuple or dict (its values, in order). The
+agent loop redacts the user's input before anything sees it, and every message again before
+the model does (``execution/agent.py``), so tool results, refusals, approvers' reasons and
+error texts all pass through it.
+
+What it cannot catch, by design (it looks for known values, it does not understand text):
+
+- a value it was never given: a credential a tool computes, fetches or derives and returns,
+  a credential the charter does not declare, a secret a user types that is not one of the
+  run's credentials;
+- any other transformation: reversed, ROT13, encrypted or hashed, base32/base85, double
+  encodings (base64 of hex), compressed, mixed partial percent-encoding, spaced out or
+  spelled out, translated or paraphrased by a model;
+- part of a value: a prefix, a suffix or a few characters (only the whole value is known),
+  the encoding of a piece of it, a value cut by truncation before redaction saw it whole;
+- a value split in any other way: across nested containers, across dict keys, across
+  separate tool results or messages, or inside one string with text between the pieces;
+- values shorter than 6 characters inside a longer text (they would match ordinary words):
+  they are redacted only where a whole string is the value or one of its encodings;
+- what is already gone: a value sent to a third party by the tool that was given it.
 """
 
 from __future__ import annotations
@@ -15,6 +39,7 @@ from pathlib import Path
 from typing import NoReturn, Protocol
 
 from charter.core.errors import SecretNotFound, UserError, env_var_for_secret
+from charter.identity.redaction import MIN_SUBSTRING, REDACTED, Forms, Needles
 
 __all__ = [
     "REDACTED",
@@ -25,8 +50,6 @@ __all__ = [
     "Secret",
     "SecretProvider",
 ]
-
-REDACTED = "[REDACTED]"
 
 # The credential names a charter may use: a plain file name, never a path.
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -131,42 +154,87 @@ class ChainSecretProvider:
 
 
 class Redactor:
-    """Replaces every known secret value in text with ``[REDACTED]``."""
+    """Replaces every known secret value, in the forms listed above, with ``[REDACTED]``.
 
-    # Values shorter than this would redact ordinary words; such secrets are refused anyway
-    # by nothing here, so we still redact them but only as whole strings, never substrings.
-    _MIN_SUBSTRING = 6
+    Thread-safe: registering builds new search tables and swaps them in whole.
+    """
 
     def __init__(self) -> None:
-        self._values: frozenset[str] = frozenset()
+        self._forms: dict[str, Forms] = {}
+        self._needles: Needles | None = None
         self._lock = threading.Lock()
 
     def register(self, value: str) -> None:
-        if value:
-            with self._lock:
-                self._values = self._values | {value}
+        """Know ``value`` from now on (a no-op for a value known already, or empty)."""
+        if not value or value in self._forms:  # resolved again on every call: stay cheap
+            return
+        with self._lock:
+            if value in self._forms:
+                return
+            forms = {**self._forms, value: Forms.of(value)}
+            self._needles = Needles.build(
+                (f for v, f in forms.items() if len(v) >= MIN_SUBSTRING),
+                (f for v, f in forms.items() if len(v) < MIN_SUBSTRING),
+            )
+            self._forms = forms
 
     def redact_text(self, text: str) -> str:
-        for value in self._values:
-            if len(value) >= self._MIN_SUBSTRING:
-                text = text.replace(value, REDACTED)
-            elif text == value:
-                return REDACTED
-        return text
+        """``text`` with every known value (in any of its forms) replaced by the marker."""
+        needles = self._needles
+        return text if needles is None else needles.redact_text(text)
 
     def redact(self, value: object) -> object:
-        """Redact strings anywhere inside a JSON-like value; Secrets become the marker."""
+        """Redact strings anywhere inside a JSON-like value; Secrets become the marker.
+
+        Lists, tuples and sets come back as lists. A value too deeply nested (or cyclic) to
+        walk is not shown at all: it becomes the marker.
+        """
         if isinstance(value, Secret):
             return REDACTED
-        if not self._values:
+        needles = self._needles
+        if needles is None:
             return value
-        if isinstance(value, str):
-            return self.redact_text(value)
-        if isinstance(value, dict):
-            return {
-                self.redact(k) if isinstance(k, str) else k: self.redact(v)
-                for k, v in value.items()
-            }
-        if isinstance(value, list | tuple | set | frozenset):
-            return [self.redact(v) for v in value]
-        return value
+        try:
+            return _redacted(value, needles)
+        except RecursionError:
+            return REDACTED
+
+
+def _redacted(value: object, needles: Needles) -> object:
+    if isinstance(value, str):
+        return needles.redact_text(value)
+    if isinstance(value, Secret):
+        return REDACTED
+    if isinstance(value, dict):
+        values = _redacted_items(list(value.values()), needles)
+        return {
+            needles.redact_text(k) if isinstance(k, str) else k: v
+            for k, v in zip(value, values, strict=True)
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return _redacted_items(list(value), needles)
+    return value
+
+
+def _redacted_items(items: list[object], needles: Needles) -> list[object]:
+    """Each item redacted; runs of adjacent strings together, so a value split across them
+    is found (``Needles.redact_pieces``)."""
+    out: list[object] = []
+    strings: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            strings.append(item)
+            continue
+        if strings:
+            out.extend(_redacted_strings(strings, needles))
+            strings = []
+        out.append(_redacted(item, needles))
+    if strings:
+        out.extend(_redacted_strings(strings, needles))
+    return out
+
+
+def _redacted_strings(strings: list[str], needles: Needles) -> list[str]:
+    if len(strings) == 1:
+        return [needles.redact_text(strings[0])]
+    return needles.redact_pieces(strings)

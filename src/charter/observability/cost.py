@@ -11,7 +11,11 @@ An agent's cost is not only its model bill. Each group of runs is reported with:
   pending, never past its expiry (after it nobody can decide). Waiting is an upper bound of a
   reviewer's effort, and it is what the business feels: the work stood still that long;
 - ``total_usd``, ``per_run_usd`` (total / runs) and ``per_success_usd`` (total / succeeded,
-  ``None`` without a success): the price of one successful outcome, failures paid for.
+  ``None`` without a success): the price of one successful outcome, failures paid for;
+- ``unreadable_cost``: runs whose recorded cost is not an amount from 0 (negative, NaN, not
+  a number, or tool fees above the whole cost). Their money is left out of every sum, never
+  added as recorded: a version that trusted a model's usage could record a run costing
+  minus $750,000, which would hide real spend. They still count as runs.
 
 Money is ``Decimal`` from end to end (stored as exact text). Rows are streamed, so a report
 over millions of runs holds one row at a time plus one accumulator per group.
@@ -96,6 +100,7 @@ class CostLine:
     approvals: int = 0
     review_hours: Decimal = ZERO
     review_usd: Decimal = ZERO
+    unreadable_cost: int = 0
 
     @property
     def total_usd(self) -> Decimal:
@@ -118,6 +123,7 @@ class CostLine:
         self.approvals += other.approvals
         self.review_hours += other.review_hours
         self.review_usd += other.review_usd
+        self.unreadable_cost += other.unreadable_cost
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: money as exact decimal strings (review rounded to a millionth)."""
@@ -134,6 +140,7 @@ class CostLine:
             "total_usd": str(self.total_usd.quantize(_MICRO)),
             "per_run_usd": _text(self.per_run_usd),
             "per_success_usd": _text(self.per_success_usd),
+            "unreadable_cost": self.unreadable_cost,
         }
 
 
@@ -205,12 +212,15 @@ class CostReporter:
                    _R.tool_fees_usd)  # fmt: skip
         for row in self._stream(select(*columns).where(where)):
             current = line(row.charter_name, row.tenant, row.started_at)
-            fees = Decimal(row.tool_fees_usd)
             current.runs += 1
             current.succeeded += row.outcome == "succeeded"
             current.in_progress += row.outcome == "running"
+            cost, fees = _amount(row.cost_usd), _amount(row.tool_fees_usd)
+            if cost is None or fees is None or fees > cost:
+                current.unreadable_cost += 1
+                continue
             current.tool_fees_usd += fees
-            current.model_usd += Decimal(row.cost_usd) - fees
+            current.model_usd += cost - fees
         waits = (
             select(
                 _R.charter_name,
@@ -277,6 +287,15 @@ def _key(by: str, charter_name: str, tenant: str, started_at: datetime) -> str:
     if by == "tenant":
         return tenant
     return started_at.date().isoformat()
+
+
+def _amount(text: object) -> Decimal | None:
+    """A stored amount of money, or None when it is not one from 0 (see the docstring)."""
+    try:
+        value = Decimal(str(text))
+    except ArithmeticError:  # decimal.InvalidOperation: not a number at all
+        return None
+    return value if value.is_finite() and value >= 0 else None
 
 
 def _per(total: Decimal, count: int) -> Decimal | None:

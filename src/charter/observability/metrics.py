@@ -58,6 +58,7 @@ from sqlalchemy import (
     distinct,
     extract,
     func,
+    literal,
     or_,
     select,
 )
@@ -111,6 +112,8 @@ _BUDGET_RULE: Final = "budget."
 _KILL_RULE: Final = "kill-switch:"
 
 _RUN_KEY = ("charter", "tenant", "outcome")
+# Above this a run's tokens or USD are not a figure but a corrupt row (see ``_counted``).
+_MAX_AMOUNT: Final = 10**15
 _TOOL_KEY = ("charter", "tenant", "tool", "outcome")
 
 
@@ -343,6 +346,14 @@ def _refusals(connection: Connection) -> list[Metric]:
     ]
 
 
+def _counted(amount: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``amount`` where it is a usable figure from 0, else 0: a counter must never go down,
+    and a row written by a version that trusted a model's usage can hold a negative cost (on
+    Postgres NaN too, which sorts above every number and so fails the upper bound)."""
+    bound = literal(_MAX_AMOUNT, Numeric())  # typed: not cast to the column's INTEGER
+    return case((and_(amount >= 0, amount < bound), amount), else_=0)
+
+
 def _from_runs(connection: Connection) -> list[Metric]:
     """Usage, cost and duration of runs, and the runs still in progress."""
     r = runs.c
@@ -352,10 +363,10 @@ def _from_runs(connection: Connection) -> list[Metric]:
         r.tenant.label("tenant"),
         r.outcome.label("outcome"),
         r.elapsed_seconds.label("value"),
-        r.total_tokens,
+        _counted(r.total_tokens).label("total_tokens"),
         r.model_calls,
-        cast(r.cost_usd, usd).label("cost_usd"),
-        cast(r.tool_fees_usd, usd).label("tool_fees_usd"),
+        _counted(cast(r.cost_usd, usd)).label("cost_usd"),
+        _counted(cast(r.tool_fees_usd, usd)).label("tool_fees_usd"),
     ).subquery()
     c = rows.c
     in_progress: dict[tuple[str, ...], float] = {}

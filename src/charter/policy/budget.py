@@ -7,10 +7,17 @@ threads racing for the last dollar overspend by exactly zero. When the call fini
 
 Every tool call that reaches the budget stage uses one tool-call slot, even if a later stage
 denies it: a hijacked model looping on forbidden calls must run out of attempts.
+
+Amounts are checked where they enter (``reserve``, ``settle``, ``restore``): counts are whole
+numbers from 0 and money a finite ``Decimal`` from 0. A negative amount would give budget back
+(a model reporting ``-10**12`` tokens once refilled a run's budget and booked a cost of minus
+$750,000), and NaN compares false with every limit. A reservation that cannot be judged is
+refused; a settlement that cannot be judged charges what was reserved, the worst case.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -77,19 +84,36 @@ class BudgetLedger:
             }
 
     def restore(self, snapshot: dict[str, str | int | float]) -> None:
-        """Become exactly the ledger ``snapshot`` was taken of, its clock resumed from now."""
+        """Become exactly the ledger ``snapshot`` was taken of, its clock resumed from now.
+
+        Raises:
+            ValueError: the snapshot holds an amount that is not a count or money from 0 (it
+                was altered, or written by a version without these checks).
+        """
+        calls, tokens = snapshot["tool_calls"], snapshot["total_tokens"]
+        usd = Decimal(str(snapshot["cost_usd"]))
+        elapsed = float(snapshot["elapsed_seconds"])
+        problem = _bad_amount(tool_calls=calls, tokens=tokens, usd=usd)
+        if problem is None and not (math.isfinite(elapsed) and elapsed >= 0):
+            problem = f"elapsed_seconds={elapsed!r}"
+        if problem is not None:
+            raise ValueError(f"a budget snapshot holds {problem}; it cannot be restored")
         with self._lock:
-            self._calls = int(snapshot["tool_calls"])
-            self._tokens = int(snapshot["total_tokens"])
-            self._usd = Decimal(str(snapshot["cost_usd"]))
+            self._calls = int(calls)
+            self._tokens = int(tokens)
+            self._usd = usd
             self._reserved_tokens = 0
             self._reserved_usd = Decimal(0)
-            self._started = self._clock.monotonic() - float(snapshot["elapsed_seconds"])
+            self._started = self._clock.monotonic() - elapsed
 
     def reserve(
         self, *, tool_calls: int = 0, tokens: int = 0, usd: Decimal = Decimal(0)
     ) -> Reservation | Decision:
-        """Reserve, or return the deny ``Decision`` naming the budget that would break."""
+        """Reserve, or return the deny ``Decision`` naming the budget that would break (or
+        refusing an amount that is not a count from 0 or money from 0: rule ``budget.amount``)."""
+        problem = _bad_amount(tool_calls=tool_calls, tokens=tokens, usd=usd)
+        if problem is not None:
+            return Decision.deny(Stage.BUDGET, f"budget refused {problem}", "budget.amount")
         limits = self.limits
         with self._lock:
             elapsed = self._clock.monotonic() - self._started
@@ -129,11 +153,22 @@ class BudgetLedger:
         """Replace a reservation with what was actually spent.
 
         Returns a deny ``Decision`` if the actual spend broke a limit (possible only when a
-        provider exceeds the output limit it was given); the spend is still recorded.
+        provider exceeds the output limit it was given); the spend is still recorded. An
+        amount that cannot be judged (see the module docstring) is not recorded: the reserved
+        worst case is, and the deny ``Decision`` (rule ``budget.amount``) says why.
         """
+        problem = _bad_amount(tokens=tokens, usd=usd)
         with self._lock:
             self._reserved_tokens -= reservation.tokens
             self._reserved_usd -= reservation.usd
+            if problem is not None:
+                self._tokens += reservation.tokens
+                self._usd += reservation.usd
+                return Decision.deny(
+                    Stage.BUDGET,
+                    f"budget refused {problem}; the reserved worst case was charged instead",
+                    "budget.amount",
+                )
             self._tokens += tokens
             self._usd += usd
             limits = self.limits
@@ -166,6 +201,28 @@ class BudgetLedger:
         if self.limits.overall_seconds is None:
             return None
         return max(0.0, self.limits.overall_seconds - (self._clock.monotonic() - self._started))
+
+
+def _bad_amount(**amounts: object) -> str | None:
+    """The first amount that is not a count from 0 (``tool_calls``, ``tokens``) or money from
+    0 (``usd``: a finite ``Decimal``), as ``name=value``; None when all are."""
+    for name, value in amounts.items():
+        if name == "usd":
+            good = isinstance(value, Decimal) and value.is_finite() and value >= 0
+        else:
+            good = type(value) is int and value >= 0
+        if not good:
+            what = "an amount of money" if name == "usd" else "a whole number"
+            return f"{name}={_shown(value)}, which is not {what} from 0"
+    return None
+
+
+def _shown(value: object) -> str:
+    if type(value) is int and abs(value) >= 10**30:  # repr of a huge int can raise
+        return f"<an integer of {value.bit_length()} bits>"
+    if value is None or type(value) in (bool, int, float, Decimal):
+        return str(value)
+    return f"<{type(value).__name__}>"
 
 
 def _breach(rule: str, reason: str) -> Decision:
