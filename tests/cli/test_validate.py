@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charter.cli.app import app
-from tests.contract.helpers import EXAMPLE_CHARTER, GOOD_CHARTER, CharterFiles
+from tests.contract.helpers import EXAMPLE_CHARTER, GOOD_CHARTER, HEADER, CharterFiles
 
 # Three independent problems, on lines 7, 9 and 12 (the header takes lines 1-4).
 BROKEN = """\
@@ -257,3 +260,126 @@ def test_no_file_argument_is_a_usage_error() -> None:
     code, _, err = invoke("validate")
     assert code == 2
     assert "Missing argument" in err
+
+
+# --- hostile files (issue 11, defect 3): a file:line problem and exit 1, never a traceback ---
+
+REPO = Path(__file__).resolve().parents[2]
+CHARTER_CLI = [sys.executable, "-c", "from charter.cli.app import main; main()"]
+GET_ORDER_SCOPE = '(principal, action == Charter::Action::"get_order", resource)'
+
+
+def _hostile(files: CharterFiles, case: str) -> tuple[Path, str, int]:
+    """Write the charter for ``case``; return it, the file its problem is in, and the line."""
+    tools = "tools:\n  get_order: {effect: read}\n"
+    if case == "cedar-1000-parentheses":
+        cedar = files.add(
+            "x.cedar",
+            f"forbid{GET_ORDER_SCOPE} when {{ " + "(" * 1_000 + "true" + ")" * 1_000 + " };\n",
+        )
+        return files.write(tools + "policies: {cedar: x.cedar}\n"), str(cedar), 1
+    if case == "when-200-parentheses":
+        deep = "(" * 200 + "order_id == 'x'" + ")" * 200
+        body = f'{tools}policies:\n  deny:\n    - action: get_order\n      when: "{deep}"\n'
+        return files.write(body), str(files.path), 10
+    if case == "lone-surrogate":
+        return files.write(tools + 'description: "bad \\uD800 text"\n'), str(files.path), 7
+    if case == "eval-name-too-long":
+        return files.write(tools + f"evals: {{golden: {'x' * 300}}}\n"), str(files.path), 7
+    header = HEADER
+    if case == "prompt-dev-zero":
+        header = HEADER.replace("prompt.md", "/dev/zero")
+    elif case == "prompt-fifo":
+        os.mkfifo(files.root / "prompt.fifo")
+        header = HEADER.replace("prompt.md", "prompt.fifo")
+    elif case == "prompt-etc-shadow":
+        header = HEADER.replace("prompt.md", "/etc/shadow")
+    elif case == "prompt-dot-dot":
+        header = HEADER.replace("prompt.md", "../../../../etc/passwd")
+    elif case == "toolkit-this":
+        header = HEADER.replace("[tests.contract.fixtures_toolkit]", "[this]")
+        return files.write(tools, header=header), str(files.path), 4
+    return files.write(tools, header=header), str(files.path), 3
+
+
+HOSTILE = [
+    "cedar-1000-parentheses",
+    "when-200-parentheses",
+    "lone-surrogate",
+    "eval-name-too-long",
+    "prompt-dev-zero",
+    "prompt-fifo",
+    "prompt-etc-shadow",
+    "prompt-dot-dot",
+    "toolkit-this",
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_hostile_file_is_a_problem_at_its_line_as_json(
+    files: CharterFiles, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    monkeypatch.delitem(sys.modules, "this", raising=False)  # so that importing prints
+    path, file, line = _hostile(files, case)
+    code, report = invoke_json(path)  # asserts that nothing reached stderr
+    assert code == 1
+    assert report["ok"] is False
+    assert (file, line) in [(p["file"], p["line"]) for p in report["problems"]]
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_hostile_file_is_a_problem_at_its_line(
+    files: CharterFiles, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    path, file, line = _hostile(files, case)
+    code, out, err = invoke("validate", path)
+    assert (code, out) == (1, "")
+    assert f"{file}:{line}: " in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("case", "toolkit"),
+    [("cedar-1000-parentheses", None), ("unittest-main", "unittest.__main__")],
+)
+def test_in_a_process_of_its_own_the_hostile_file_exits_1(
+    files: CharterFiles, case: str, toolkit: str | None
+) -> None:
+    # A segfault inside cedarpy or a module calling sys.exit ends the whole process, so
+    # only a process of its own shows the exit code (the timeout is a no-hang bound).
+    if toolkit is None:
+        path, file, line = _hostile(files, case)
+    else:
+        header = HEADER.replace("[tests.contract.fixtures_toolkit]", f"[{toolkit}]")
+        path = files.write("tools:\n  get_order: {effect: read}\n", header=header)
+        file, line = str(path), 4
+    python_path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))
+    env = {**os.environ, "PYTHONPATH": python_path, "NO_COLOR": "1"}
+    done = subprocess.run(
+        [*CHARTER_CLI, "validate", "--json", str(path)],
+        env=env,
+        cwd=files.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert (file, line) in [(p["file"], p["line"]) for p in report["problems"]]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_fifo_given_as_the_charter_exits_2_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "charter.yaml"
+    os.mkfifo(fifo)
+    code, report = invoke_json(fifo)
+    assert code == 2
+    assert report["error"] == f"'{fifo}' is not a file; give the path of a charter YAML file"
+
+
+def test_a_charter_name_too_long_for_the_file_system_exits_2(tmp_path: Path) -> None:
+    code, _, err = invoke("validate", tmp_path / ("x" * 300 + ".yaml"))
+    assert code == 2
+    assert "is not readable (the name is too long)" in err

@@ -329,3 +329,65 @@ def test_good_conditions_compile_to_cedar_that_validates(files: CharterFiles) ->
     assert charter.rules["require_approval_for[0]"].effect == "require_approval"
     assert charter.rules["deny[1]"].effect == "deny"
     assert "context.args has tags &&" in charter.cedar_text
+
+
+# --- bounds (issue 11, defect 3) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(" * 17 + "count > 1" + ")" * 17,
+        "not " * 17 + "flag",
+        "count in " + "[" * 17 + "1" + "]" * 17,
+        "(" * 900 + "count > 1" + ")" * 900,  # a RecursionError before the bound
+        "not " * 1_500 + "flag",
+    ],
+    ids=["parentheses", "not", "brackets", "parentheses-900", "not-1500"],
+)
+def test_nesting_past_the_bound_is_refused(text: str) -> None:
+    error = refused(text)
+    assert error.message == (
+        "the condition nests deeper than 16 levels of parentheses, brackets and not"
+    )
+    assert error.hint == "flatten it, or split it into several rules"
+
+
+def test_nesting_at_the_bound_compiles() -> None:
+    assert compiled("(" * 16 + "count > 1" + ")" * 16).count("(") >= 16
+    assert compiled("not " * 16 + "flag").startswith("!(")
+
+
+def test_a_condition_with_too_many_tokens_is_refused_without_quadratic_work() -> None:
+    # 300,000 tokens: tokenizing re-sliced the rest of the text at every token (minutes).
+    error = refused(" or ".join(["count == 1"] * 100_000))
+    assert error.message == "the condition has more than 2000 words and symbols"
+
+
+@pytest.mark.parametrize("digits", [20, 5_000])
+def test_an_integer_longer_than_cedar_holds_is_out_of_range(digits: int) -> None:
+    error = refused(f"count > {'9' * digits}")
+    assert error.message == f"{'9' * digits} is out of range"
+
+
+def test_leading_zeros_do_not_make_an_integer_out_of_range() -> None:
+    assert (
+        compiled("count > 0000000000000000000000001")
+        == "(context.args has count && context.args.count > 0000000000000000000000001)"
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["1E+30", "-1E+30", "922337203685477.5808", "100000000000000000000000000000.5"]
+)
+def test_an_amount_outside_cedars_decimal_range_is_refused(value: str) -> None:
+    with pytest.raises(ConditionError) as caught:
+        decimal_literal(Decimal(value))
+    assert caught.value.message.startswith(f"{Decimal(value)} is outside the amounts Cedar")
+
+
+def test_the_largest_amount_cedar_holds_is_a_literal() -> None:
+    assert decimal_literal(Decimal("922337203685477.5807")) == 'decimal("922337203685477.5807")'
+    assert refused("amount_usd > 100000000000000000000000000000.5").message.startswith(
+        "100000000000000000000000000000.5 is outside the amounts Cedar can compare"
+    )

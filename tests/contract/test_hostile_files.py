@@ -354,3 +354,32 @@ def test_a_toolkit_cannot_exit_print_or_wait_for_input(
     assert [p.line for p in problems if p.message == message] == [4]
     captured = capsys.readouterr()
     assert captured.out == ""  # nothing the module printed reaches Charter's stdout
+
+
+def test_values_cedar_cannot_hold_are_problems_at_their_rules(files: CharterFiles) -> None:
+    problems = files.problems("""\
+        tools:
+          refund:
+            effect: write
+            constraints:
+              count: {in: [99999999999999999999]}
+              account: {max_length: 99999999999999999999}
+              amount_usd: {max: 1e30}
+        """)
+    assert [(p.line, p.message) for p in problems] == [
+        (
+            9,
+            "rule 'constraints.refund.count.in': Cedar syntax error: integer parse error: "
+            "number too large to fit in target type",
+        ),
+        (
+            10,
+            "rule 'constraints.refund.account.max_length': Cedar syntax error: integer parse "
+            "error: number too large to fit in target type",
+        ),
+        (
+            11,
+            "1E+30 is outside the amounts Cedar can compare (at most 922337203685477.5807 "
+            "either side of zero)",
+        ),
+    ]

@@ -109,6 +109,7 @@ def test_a_file_growing_past_its_stat_size_is_read_with_a_bound() -> None:
     assert found == FileRefused(
         "file has grown, more than the 10 allowed",
         "a charter and its files are configuration; move data elsewhere",
+        "too_big",
     )
 
 
@@ -222,4 +223,5 @@ def test_a_missing_file_says_where_it_was_looked_for(tmp_path: Path) -> None:
     assert found == FileRefused(
         f"prompt file 'nope.md' not found (looked at {where})",
         "paths are relative to the charter file",
+        "missing",
     )

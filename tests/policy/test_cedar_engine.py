@@ -89,6 +89,16 @@ def test_a_type_error_inside_a_condition_is_a_policy_error() -> None:
     assert decision.rule_id == POLICY_ERROR
 
 
+def test_a_policy_error_names_the_rule_and_where_it_is_written_not_cedars_position_id() -> None:
+    # cedarpy calls the second policy of the set `policy1`: the operator wrote "big-wires".
+    decision = decide(PERMIT + PROD + BIG, {**CONTEXT, "amount": "lots"})
+    assert decision.rule_id == POLICY_ERROR
+    assert decision.reason == (
+        "policy evaluation error: error while evaluating rule 'big-wires' (extra.cedar:1): "
+        "type error: expected long, got string"
+    )
+
+
 @pytest.mark.parametrize("context_json", ["not json", "[1, 2]", '{"amount": ', "null"])
 def test_a_malformed_context_is_denied_as_policy_error(context_json: str) -> None:
     engine = CedarEngine(PERMIT + BIG, RULES, ["wire"])

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail, stderr
+from charter.contract.files import FileRefused, read_file
 from charter.contract.loader import Charter
 from charter.core.errors import CharterInvalid
 
@@ -32,16 +33,14 @@ def validate(
 
     Exit codes: 0 valid; 1 the charter has problems; 2 the file cannot be read.
     """
-    if not file.is_file():
+    # Read the way the loader reads (never blocking on a FIFO, never following /dev/zero),
+    # so that what cannot be read at all exits 2 and the rest are problems (exit 1).
+    refused = read_file(file)
+    if isinstance(refused, FileRefused) and refused.kind in ("missing", "not_regular", "bad_name"):
         fail(f"{str(file)!r} is not a file; give the path of a charter YAML file", as_json=as_json)
-    try:
-        with file.open("rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        fail(
-            f"{str(file)!r} is not readable ({exc.strerror}); check its permissions",
-            as_json=as_json,
-        )
+    if isinstance(refused, FileRefused) and refused.kind == "unreadable":
+        reason = refused.message.partition(": ")[2]
+        fail(f"{str(file)!r} is not readable ({reason}); check its permissions", as_json=as_json)
     try:
         charter = Charter.load(file)
     except CharterInvalid as exc:

@@ -10,7 +10,7 @@ a raw statement, the charter line of a compiled rule. cedarpy's own names (``pol
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,10 +173,10 @@ class CedarChecks:
         try:
             issues = validate_policies(compiled.text, schema_json)
             ids = policy_ids(compiled.text) if issues else {}
-        except CedarRefused as exc:
-            self.problems.append(
-                Problem(self.charter_file, 1, f"compiled policies: {exc.message}", exc.hint)
-            )
+        except CedarRefused:
+            # Cedar cannot parse what the compiler wrote (a literal out of its range, say):
+            # find the rules it cannot, one by one.
+            self._each_refused(compiled.text, compiled.rules, policies_json)
             return False
         for issue in issues:
             self._rule_problem(
@@ -192,24 +192,25 @@ class CedarChecks:
         through Cedar's JSON form); locate each rule it cannot."""
         try:
             check_round_trip(cedar_text)
-        except CedarRefused:
-            pass
-        else:
-            return
+        except CedarRefused as exc:
+            if not self._each_refused(cedar_text, rules, check_round_trip):
+                # No policy is refused on its own: the whole is (too big, say).
+                self.problems.append(Problem(self.charter_file, 1, exc.message, exc.hint))
+
+    def _each_refused(
+        self, text: str, rules: Mapping[str, RuleMeta], check: Callable[[str], object]
+    ) -> bool:
+        """Report each policy of ``text`` that ``check`` refuses, at its rule; any found?"""
         found = False
-        for statement in split_cedar_statements(cedar_text):
+        for statement in split_cedar_statements(text):
             try:
-                check_round_trip(statement.text)
+                check(statement.text)
             except CedarRefused as exc:
                 found = True
                 rule_id = _rule_before(statement.text, len(statement.text))
                 message = exc.message.removeprefix(f"Cedar rule {rule_id!r}: ")
                 self._rule_problem(rules, rule_id, message, exc.hint)
-        if not found:  # the whole is refused, no part is: it is too big as a whole
-            try:
-                check_round_trip(cedar_text)
-            except CedarRefused as exc:
-                self.problems.append(Problem(self.charter_file, 1, exc.message, exc.hint))
+        return found
 
     def _rule_problem(
         self, rules: Mapping[str, RuleMeta], rule_id: str | None, message: str, hint: str

@@ -385,6 +385,8 @@ def _bound_check(value: str, cedar_type: CedarType, bound: Decimal, method: str,
         raise ConditionError(
             f"bound {bound} is not an integer but the argument is", "use a whole number"
         )
+    if not -(2**63) <= bound < 2**63:  # Cedar's integers are 64-bit
+        raise ConditionError(f"bound {bound} is out of range", "use a smaller number")
     return f"{value} {op} {int(bound)}"
 
 

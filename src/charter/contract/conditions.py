@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 __all__ = [
+    "DECIMAL_LIMIT",
     "MAX_DEPTH",
     "MAX_TOKENS",
     "CedarType",
@@ -34,6 +35,8 @@ __all__ = [
 # (contract.cedar_text). Real conditions nest two or three levels and have a few dozen tokens.
 MAX_DEPTH = 16
 MAX_TOKENS = 2_000
+#: Cedar's decimal is a 64-bit integer of ten-thousandths.
+DECIMAL_LIMIT = Decimal("922337203685477.5807")
 
 CedarType = Literal["String", "Long", "Decimal", "Bool", "SetString", "SetLong"]
 
@@ -291,7 +294,19 @@ def compile_condition(text: str, arguments: Mapping[str, tuple[CedarType, bool]]
 
 
 def decimal_literal(value: Decimal) -> str:
-    """A Cedar ``decimal("...")`` literal; Cedar decimals hold at most four places."""
+    """A Cedar ``decimal("...")`` literal; Cedar decimals hold at most four places.
+
+    Raises:
+        ConditionError: ``value`` is not finite, outside Cedar's decimal range, or finer
+            than four places.
+    """
+    if not value.is_finite() or abs(value) > DECIMAL_LIMIT:
+        # Checked first: quantizing 1E+30 to four places would raise InvalidOperation.
+        raise ConditionError(
+            f"{value} is outside the amounts Cedar can compare (at most {DECIMAL_LIMIT} either "
+            "side of zero)",
+            "use a smaller amount",
+        )
     if value != value.quantize(Decimal("0.0001")):
         raise ConditionError(
             f"{value} has more than 4 decimal places",
@@ -307,8 +322,8 @@ def _number(text: str) -> _Typed:
             return _Typed(decimal_literal(Decimal(text)), "Decimal")
         except InvalidOperation as exc:  # pragma: no cover - the regex admits only numbers
             raise ConditionError(f"{text!r} is not a number") from exc
-    value = int(text)
-    if not -(2**63) <= value < 2**63:
+    # Checked on the text first: Python refuses to convert more than 4,300 digits.
+    if len(text.lstrip("-").lstrip("0")) > 19 or not -(2**63) <= int(text) < 2**63:
         raise ConditionError(f"{text} is out of range", "use a smaller number")
     return _Typed(text, "Long")
 

@@ -25,11 +25,13 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 __all__ = [
     "ALLOW_OUTSIDE_ENV",
     "MAX_FILE_BYTES",
     "FileRefused",
+    "RefusalKind",
     "allowed_roots",
     "read_file",
     "read_reference",
@@ -51,12 +53,16 @@ _OPEN_FLAGS = (
 )
 
 
+RefusalKind = Literal["missing", "not_regular", "unreadable", "too_big", "outside", "bad_name"]
+
+
 @dataclass(frozen=True, slots=True)
 class FileRefused:
-    """Why a named file was not read, and what to do about it."""
+    """Why a named file was not read (``kind``), and what to do about it."""
 
     message: str
     hint: str
+    kind: RefusalKind = "unreadable"
 
 
 def allowed_roots(environ: Mapping[str, str] | None = None) -> tuple[Path, ...]:
@@ -94,6 +100,7 @@ def resolve_reference(
             f"{what} is outside the charter's directory {str(home)!r}",
             "keep referenced files next to the charter file, or list their directory in "
             f"{ALLOW_OUTSIDE_ENV}",
+            "outside",
         )
     return target
 
@@ -106,7 +113,7 @@ def read_file(
     ``what`` names the file in messages (``"file"``, ``"prompt file 'p.md'"``).
     """
     data = _read(path, what, max_bytes)
-    return FileRefused(f"{what} not found", "check the path") if data is None else data
+    return FileRefused(f"{what} not found", "check the path", "missing") if data is None else data
 
 
 def read_reference(
@@ -124,7 +131,9 @@ def read_reference(
     data = _read(target, what, max_bytes)
     if data is None:
         return FileRefused(
-            f"{what} not found (looked at {target})", "paths are relative to the charter file"
+            f"{what} not found (looked at {target})",
+            "paths are relative to the charter file",
+            "missing",
         )
     return data
 
@@ -183,10 +192,14 @@ def _open_regular(path: Path, what: str) -> int | FileRefused | None:
 
 def _bad_name(name: str, what: str) -> FileRefused | None:
     if "\0" in name:
-        return FileRefused(f"cannot read {what}: its name contains a NUL character", "remove it")
+        return FileRefused(
+            f"cannot read {what}: its name contains a NUL character", "remove it", "bad_name"
+        )
     if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME:
         return FileRefused(
-            f"cannot read {what}: the name is too long ({len(name)} characters)", "check the path"
+            f"cannot read {what}: the name is too long ({len(name)} characters)",
+            "check the path",
+            "bad_name",
         )
     return None
 
@@ -201,7 +214,9 @@ def _not_regular(mode: int, what: str) -> FileRefused:
     )
     kind = next((name for test, name in kinds if test(mode)), "a special file")
     return FileRefused(
-        f"cannot read {what}: it is {kind}, not a regular file", "name a regular file"
+        f"cannot read {what}: it is {kind}, not a regular file",
+        "name a regular file",
+        "not_regular",
     )
 
 
@@ -209,6 +224,7 @@ def _too_big(size: str, limit: int, what: str) -> FileRefused:
     return FileRefused(
         f"{what} {size}, more than the {limit} allowed",
         "a charter and its files are configuration; move data elsewhere",
+        "too_big",
     )
 
 

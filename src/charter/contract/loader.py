@@ -28,7 +28,7 @@ from charter.contract.files import FileRefused, read_reference
 from charter.contract.schema import CharterSpec, SinkSpec
 from charter.contract.tool import ToolSpec
 from charter.contract.yaml_schema import plain, schema_problems
-from charter.contract.yaml_source import YamlDocument, clip, load_yaml
+from charter.contract.yaml_source import YamlDocument, clip, load_yaml, printable
 from charter.core.canonical import canonical_json, sha256_hex
 from charter.core.errors import CharterInvalid, Problem, UserError
 from charter.core.imports import import_named
@@ -95,8 +95,19 @@ def load_charter(path: Path, *, tools: Sequence[ToolSpec] = ()) -> Charter:
     try:
         return _load(path, tools)
     except CharterInvalid as exc:
-        # Messages quote values from the file, which a hostile file can make huge.
-        raise CharterInvalid([replace(p, message=clip(p.message)) for p in exc.problems]) from None
+        # Messages quote values from the file, which a hostile file can make huge or fill
+        # with terminal escapes (and a raw Cedar file's name is the file's to choose).
+        raise CharterInvalid(
+            [
+                replace(
+                    p,
+                    file=printable(p.file),
+                    message=printable(clip(p.message)),
+                    hint=printable(clip(p.hint)),
+                )
+                for p in exc.problems
+            ]
+        ) from None
 
 
 def derive_charter(charter: Charter, data: Mapping[str, Any], *, label: str) -> Charter:

@@ -8,6 +8,7 @@ reported with their line rather than decoded loosely.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from ruamel.yaml.tokens import (
 from charter.contract.files import MAX_FILE_BYTES, FileRefused, read_file
 from charter.core.errors import Problem
 
-__all__ = ["MAX_FILE_BYTES", "YamlDocument", "clip", "load_yaml"]
+__all__ = ["MAX_FILE_BYTES", "YamlDocument", "clip", "load_yaml", "printable"]
 
 _MAX_NODES = 100_000
 _MAX_DEPTH = 40
@@ -184,6 +185,19 @@ def _check_text(doc: YamlDocument) -> Problem | None:
                 "outside the Basic Multilingual Plane",
             )
     return None
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``): a
+    problem quotes values from the file, and a terminal must show them, not obey them."""
+    if text.isprintable():  # the common case, and cheap
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Cf")
+        else ch
+        for ch in text
+    )
 
 
 def clip(text: str, limit: int = _MAX_MESSAGE) -> str:
