@@ -19,6 +19,7 @@ from typing import Any, TypeVar, overload
 import pydantic
 from pydantic import ConfigDict, Field
 
+from charter.core.cancellation import Cancellation
 from charter.core.errors import ResourceMissing, ToolDefinitionError
 from charter.identity.principal import Principal
 from charter.identity.secrets import Secret
@@ -34,6 +35,19 @@ _TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 class ToolContext:
     """What Charter hands a tool besides its arguments. Never shown to the model.
 
+    A kill switch pulled while the tool runs reaches it: an async tool's task is cancelled
+    (``CancelledError`` at its next ``await``; let it propagate), and every tool's
+    ``cancellation`` is set. A sync tool cannot be stopped from outside, so one that runs
+    for long should check between steps and stop where it is safe to::
+
+        for batch in batches:
+            ctx.raise_if_cancelled()  # KillSignal: the call is recorded as interrupted
+            send(batch, idempotency_key=ctx.idempotency_key)
+
+    ``ctx.cancellation.wait(seconds)`` sleeps or backs off in a way a kill cuts short. A
+    tool that never checks finishes its work; it is then recorded as executed, with the
+    kill noted, and the run stops at its next step.
+
     Attributes:
         run_id: the run this call belongs to.
         call_id: this call's id.
@@ -43,6 +57,7 @@ class ToolContext:
         environment: ``dev``, ``staging`` or ``prod``.
         credential: the credential the charter names for this tool, resolved at call time.
         resources: objects the host made available to tools (clients, connections...).
+        cancellation: this call's stop signal, set when a kill lands while it runs.
     """
 
     run_id: str
@@ -53,6 +68,21 @@ class ToolContext:
     environment: str
     credential: Secret | None = None
     resources: tuple[object, ...] = field(default=())
+    cancellation: Cancellation = field(default_factory=Cancellation)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a kill switch covering this run was pulled while the call runs."""
+        return self.cancellation.cancelled
+
+    def raise_if_cancelled(self) -> None:
+        """Stop here if a kill landed while the call runs.
+
+        Raises:
+            KillSignal: the kill's scope and reason; ``except Exception`` does not catch it.
+                The call is recorded as ``interrupted`` and the run ends ``killed``.
+        """
+        self.cancellation.raise_if_cancelled()
 
     def resource(self, kind: type[T]) -> T:
         """The first resource that is an instance of ``kind``.

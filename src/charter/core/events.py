@@ -34,7 +34,8 @@ ToolCallOutcome = Literal[
     "budget_exceeded",
     "timeout",
     "error",
-    "killed",
+    "killed",  # refused by a kill switch before it started
+    "interrupted",  # started, then stopped by a kill switch pulled while it ran
     "deferred",  # decided and queued until the run succeeds (see execution/effects.py)
     "discarded",  # a deferred effect dropped because the run did not succeed
 ]

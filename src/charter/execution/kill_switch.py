@@ -1,7 +1,8 @@
 """Kill switches: stop a charter, a tenant, or everything, at once.
 
 Scopes are ``all``, ``charter:<name>`` and ``tenant:<id>``. This registry is in memory;
-durable switches shared across processes build on the same interface.
+durable switches shared across processes (``kill_store.py``) build on the same interface.
+A kill stops calls not yet started (stage 1) and calls already running (``kill_watch.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ class ActiveKill:
 
 
 class KillSwitchView(Protocol):
+    """Where the pipeline asks whether a kill applies.
+
+    Asked before every call on the run's thread, and while calls run by the process's kill
+    watch from its own thread (``execution/kill_watch.py``): an implementation must be safe
+    to call from any thread.
+    """
+
     def active_for(self, charter: str, tenant: str) -> ActiveKill | None:
         """The kill that applies to this charter and tenant, if any."""
         ...

@@ -224,19 +224,7 @@ class Run:
         assert call.decl is not None
         if call.decl.defer == "until_run_succeeds":
             return self._defer(call, decision, key)
-        try:
-            execution = await execute(self, call, key)
-        except KillSignal as signal:
-            # The kill reached into the running tool: the call is still recorded (and
-            # charged, it had started) before the signal goes on up.
-            self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
-            killed = Decision.deny(
-                Stage.KILL_SWITCH,
-                f"killed while running ({signal.scope}): {signal.reason}",
-                f"kill-switch:{signal.scope}",
-            )
-            self._finish(call, killed, "killed", self.redact_text(str(signal)), None)
-            raise
+        execution = await execute(self, call, key)
         if execution.started:
             self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
         else:  # e.g. its credential could not be resolved: nothing ran, nothing to charge
@@ -266,8 +254,14 @@ class Run:
         final = decision
         if execution.outcome != "executed":
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
-        return self._finish(call, final, execution.outcome, execution.text, execution.value,
-                            failure=execution.failure)  # fmt: skip
+        result = self._finish(call, final, execution.outcome, execution.text, execution.value,
+                              failure=execution.failure, note=execution.note)  # fmt: skip
+        if execution.kill is not None:
+            # A kill stopped the running tool (outcome interrupted; the policy had allowed
+            # it, the detail names the kill): recorded and charged, as it had started, and
+            # then the signal goes on up and ends the run.
+            raise KillSignal(execution.kill.scope, execution.kill.reason)
+        return result
 
     def decide(self, name: str, arguments: Any) -> Decision:
         """What ``call_tool`` would decide for this call, without acting on it (a dry run).
@@ -347,6 +341,13 @@ class Run:
         call.arguments = effect.arguments
         call.canonical_arguments = effect.canonical_arguments
         call.arguments_sha256 = effect.arguments_sha256
+        # The run decided to send it before it ended; a kill pulled since still stops it.
+        killed = _GUARDS[0].check(self, call)
+        if killed is not None:
+            killed = replace(killed, reason=self.redact_text(killed.reason))
+            text = f"DENIED: {killed.reason} [rule {killed.rule_id}]"
+            self._finish(call, killed, "killed", text, None)
+            return text
         execution = await execute(self, call, effect.idempotency_key, within_run_time=False)
         decision = Decision(
             Verdict.ALLOW,
@@ -355,7 +356,7 @@ class Run:
             Stage.EXECUTE,
         )
         self._finish(call, decision, execution.outcome, execution.text, execution.value,
-                     failure=execution.failure)  # fmt: skip
+                     failure=execution.failure, note=execution.note)  # fmt: skip
         return None if execution.outcome == "executed" else execution.text
 
     def _discard(self, effect: DeferredEffect, failure: str | None) -> None:
@@ -377,8 +378,13 @@ class Run:
             decision = replace(invalid, rule_id=rule, stage=Stage.EXECUTE)
             self._finish(call, decision, "error", invalid.reason, None)
             return
+        # Not interruptible: taking a write back is what a kill wants, even one in force.
         execution = await execute(
-            self, call, f"{write.idempotency_key}:compensate", within_run_time=False
+            self,
+            call,
+            f"{write.idempotency_key}:compensate",
+            within_run_time=False,
+            interruptible=False,
         )
         decision = Decision(
             Verdict.ALLOW, f"compensating {write.tool} ({write.call_id})", rule, Stage.EXECUTE
@@ -448,6 +454,7 @@ class Run:
         approval: ApprovalRequest | None = None,
         *,
         failure: FailureKind | None = None,
+        note: str = "",
     ) -> ToolResult:
         clock = self.services.clock
         duration_ms = (clock.monotonic() - call.started) * 1000
@@ -468,7 +475,8 @@ class Run:
                 decision=decision,
                 outcome=outcome,
                 duration_ms=duration_ms,
-                detail=text if outcome != "executed" else "",
+                # An executed call's detail is a remark (a kill it outran), its result aside.
+                detail=text if outcome != "executed" else note,
                 # The request this call filed, or the approval it ran under.
                 approval_request_id=approval.id if approval else call.approval_id,
                 # One fact per id: a step re-run after a crash that ends the same way is not
@@ -489,6 +497,7 @@ class Run:
             arguments=redacted,
             approval=approval,
             failure=failure,
+            untrusted_read=self.provenance.untrusted_read,
         )
         self.results.append(result)
         return result

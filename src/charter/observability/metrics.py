@@ -104,9 +104,10 @@ APPROVAL_WAIT_BUCKETS: Final = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 1440
 NOT_ALLOWLISTED: Final = "(not allowlisted)"
 """The tool label of calls the allowlist refused (their names are the model's invention)."""
 
+# Not "interrupted": a call a kill stopped is the kill working, not the tool failing.
 _TOOL_ERRORS: Final = ("error", "timeout")
 # Tool spans of calls that ran: refusals take microseconds and would drown tool latency.
-_RAN: Final = ("executed", "error", "timeout")
+_RAN: Final = ("executed", "error", "timeout", "interrupted")
 _TOOL_SPAN_PREFIX: Final = "execute_tool "
 _BUDGET_RULE: Final = "budget."
 _KILL_RULE: Final = "kill-switch:"

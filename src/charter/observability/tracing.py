@@ -220,7 +220,7 @@ class SpanRecorder:
             end - int(event.duration_ms * 1_000_000),
             attributes,
         )
-        if event.outcome in ("error", "timeout"):
+        if event.outcome in ("error", "timeout", "interrupted"):
             span.set_status(Status(StatusCode.ERROR, event.detail[:_STATUS_LIMIT]))
         span.end(end_time=end)
 

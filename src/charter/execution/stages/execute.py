@@ -4,6 +4,13 @@ Async tools are awaited under ``asyncio.timeout``. Sync tools run inline when no
 applies, else in a worker thread so the limit is real; Python cannot stop a thread, so a timed
 out sync tool may still finish in the background: its result is discarded, the call recorded
 as a timeout, and its idempotency key lets the external system ignore a late duplicate.
+
+While the tool runs, the call is registered with the process's kill watch (``kill_watch.py``):
+a kill pulled meanwhile cancels an async tool's task and sets every tool's
+``ctx.cancellation``. A call the kill stopped (the kill's cancellation, or the tool's own
+``ctx.raise_if_cancelled()``) ends ``interrupted``; a tool that ignored the signal and
+finished ends ``executed``, with the kill noted, because its work was done. A cancellation
+that is not the kill's (the host cancelling the whole run) propagates, as before.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from charter.contract.tool import ToolContext
+from charter.core.cancellation import Cancellation
 from charter.core.canonical import to_jsonable
-from charter.core.errors import UserError
+from charter.core.errors import KillSignal, UserError
 from charter.core.events import ToolCallOutcome
+from charter.execution.kill_switch import ActiveKill
+from charter.execution.kill_watch import KILL_WATCH
 
 if TYPE_CHECKING:
     from charter.execution.call import FailureKind, PendingCall
@@ -36,13 +46,22 @@ class Execution:
     text: str  # redacted; what the model sees and the audit keeps
     started: bool = True  # False when the tool was never called (nothing to charge)
     failure: FailureKind | None = None  # why it did not execute (see execution/call.py)
+    kill: ActiveKill | None = None  # the kill that interrupted the call (outcome interrupted)
+    note: str = ""  # redacted; an executed call's remark for the audit (a kill it outran)
 
 
 async def execute(
-    run: Run, call: PendingCall, idempotency_key: str, *, within_run_time: bool = True
+    run: Run,
+    call: PendingCall,
+    idempotency_key: str,
+    *,
+    within_run_time: bool = True,
+    interruptible: bool = True,
 ) -> Execution:
     """Run the tool. ``within_run_time=False`` for settling effects after the run's own time
-    is up: a compensation must still get its per-tool time, not the run's remainder."""
+    is up: a compensation must still get its per-tool time, not the run's remainder.
+    ``interruptible=False`` for compensations: undoing a write is what a kill wants, so a
+    kill in force must not stop it."""
     assert call.spec is not None
     assert call.decl is not None
     try:
@@ -52,6 +71,7 @@ async def execute(
     except UserError as exc:  # SecretNotFound, an unsafe secret file: recorded, not raised
         text = run.redact_text(f"{type(exc).__name__}: {exc}")
         return Execution("error", None, text, started=False, failure="configuration")
+    cancellation = Cancellation()
     context = ToolContext(
         run_id=run.id,
         call_id=call.call_id,
@@ -61,8 +81,22 @@ async def execute(
         environment=run.environment,
         credential=credential,
         resources=run.resources,
+        cancellation=cancellation,
     )
     timeout = _time_limit(run, call, within_run_time)
+    # Only an async tool's task is cancelled: a sync one keeps running in its thread whatever
+    # happens to the await, so it is told, and what it then does is its outcome.
+    flight = (
+        KILL_WATCH.enter(
+            run.services.kill_switches,
+            run.charter.name,
+            run.principal.tenant,
+            cancellation,
+            asyncio.current_task() if call.spec.is_async else None,
+        )
+        if interruptible
+        else None
+    )
     try:
         # asyncio.timeout, not wait_for: it cancels the same way without wrapping the call in
         # a new task, which cost ~8 µs of every async tool call.
@@ -76,20 +110,52 @@ async def execute(
             future = loop.run_in_executor(_THREADS, call.spec.call, call.arguments, context)
             async with asyncio.timeout(timeout):
                 value = await future
+    except asyncio.CancelledError:
+        if flight is None or not flight.stopped_by_kill():
+            raise  # not the kill's: the host is stopping the whole run
+        kill = ActiveKill(cancellation.scope or "unknown", cancellation.reason)
+        return _interrupted(run, call, kill, idempotency_key)
+    except KillSignal as signal:
+        # The tool stopped itself (ctx.raise_if_cancelled()), or a kill was delivered into it.
+        return _interrupted(run, call, ActiveKill(signal.scope, signal.reason), idempotency_key)
     except TimeoutError:
-        return Execution(
-            "timeout",
-            None,
-            f"the tool did not finish within {timeout:g}s; idempotency key {idempotency_key}",
-            failure="tool",
-        )
+        text = f"the tool did not finish within {timeout:g}s; idempotency key {idempotency_key}"
+        text = _clean(run.redact_text(text + _kill_noted(cancellation)))
+        return Execution("timeout", None, text, failure="tool")
     except UserError as exc:  # Charter's misconfiguration family (a resource not given...)
-        text = _clean(run.redact_text(f"{type(exc).__name__}: {exc}"))
+        text = _clean(run.redact_text(f"{type(exc).__name__}: {exc}{_kill_noted(cancellation)}"))
         return Execution("error", None, text, failure="configuration")
     except Exception as exc:
-        text = _clean(run.redact_text(f"{type(exc).__name__}: {exc}"))
+        text = _clean(run.redact_text(f"{type(exc).__name__}: {exc}{_kill_noted(cancellation)}"))
         return Execution("error", None, text, failure="tool")
-    return Execution("executed", value, _render(run, value))
+    finally:
+        if flight is not None:
+            KILL_WATCH.leave(flight)
+    note = ""
+    if cancellation.cancelled:
+        # Told to stop, it finished its work anyway: the truth is that it executed.
+        note = _clean(
+            run.redact_text(
+                f"the kill switch ({cancellation.scope}) was pulled while {call.tool} ran "
+                f"({cancellation.reason}); the tool did not stop and finished its work"
+            )
+        )
+    return Execution("executed", value, _render(run, value), note=note)
+
+
+def _interrupted(run: Run, call: PendingCall, kill: ActiveKill, key: str) -> Execution:
+    text = (
+        f"INTERRUPTED: the kill switch ({kill.scope}) stopped {call.tool} while it ran: "
+        f"{kill.reason}. It may have done part of its work; idempotency key {key}"
+    )
+    return Execution("interrupted", None, _clean(run.redact_text(text)), kill=kill)
+
+
+def _kill_noted(cancellation: Cancellation) -> str:
+    """For the record of a call that failed anyway: a kill landed while it ran."""
+    if not cancellation.cancelled:
+        return ""
+    return f" (the kill switch ({cancellation.scope}) was pulled while it ran)"
 
 
 def _time_limit(run: Run, call: PendingCall, within_run_time: bool) -> float | None:
