@@ -75,6 +75,8 @@ def audit_kinds(db_url: str) -> list[tuple[str, str]]:
 def test_a_kill_from_one_process_stops_runs_in_another_until_revived(
     env: dict[str, str],
 ) -> None:
+    code, result = run_ticket(env, "T-1001")  # the charter has run here: a kill names it
+    assert (code, result["outcome"]) == (0, "succeeded")
     code, out, err = invoke(env, "kill", "charter:support-triage", "--reason", "refund loop",
                             "--as", "oncall", "--json")  # fmt: skip
     assert code == 0, err

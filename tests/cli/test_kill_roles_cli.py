@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ import typer
 from typer.testing import CliRunner
 
 from charter.cli import kill, roles
+from charter.core.events import RunIdentity, RunStarted
 from charter.execution.kill_store import KillSwitchStore
 from charter.execution.kill_switch import ActiveKill
+from charter.observability.runs import RunRecorder
 from charter.storage import Database, upgrade
 from charter.testing.clock import FakeClock
 
@@ -28,6 +31,10 @@ UNREACHABLE = "postgresql://x:s3cret@127.0.0.1:1/none"
 def env(db_url: str, tmp_path: Path) -> dict[str, str]:
     database = Database(db_url)
     upgrade(database)  # a shared Postgres database is upgraded on purpose, as in production
+    # support-triage has run for acme here, so killing either is not refused as a typo.
+    identity = RunIdentity("run_1", "support-triage", "c" * 64, "acme", "alice", "", (), "dev",
+                           "scripted:m", "p" * 64, "t" * 32)  # fmt: skip
+    RunRecorder(database)(RunStarted(identity, datetime(2026, 3, 1, tzinfo=UTC), "i" * 64))
     database.dispose()
     return {"CHARTER_HOME": str(tmp_path / "home"), "CHARTER_DATABASE_URL": db_url}
 
@@ -149,7 +156,7 @@ def test_an_unreachable_database_exits_2_without_the_password(
 
 def test_the_embedded_default_database_needs_no_setup(tmp_path: Path) -> None:
     env = {"CHARTER_HOME": str(tmp_path / "home")}
-    assert invoke(env, "kill", "tenant:acme", "--reason", "r", "--as", "ops")[0] == 0
+    assert invoke(env, "kill", "all", "--reason", "r", "--as", "ops")[0] == 0
     assert (tmp_path / "home" / "charter.sqlite3").exists()
 
 

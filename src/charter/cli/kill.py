@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import JsonOption, check_text, console, emit_json, fail
+from charter.cli.output import JsonOption, check_text, console, emit_json, fail, stderr
 from charter.cli.state import State, open_state
 from charter.core.clock import SystemClock
 from charter.core.errors import UserError
@@ -25,6 +25,7 @@ from charter.core.settings import Settings
 from charter.durable import stop_parked_runs
 from charter.execution.approval_store import ApprovalStore
 from charter.execution.kill_store import ActiveKillRecord, KillSwitchStore
+from charter.governance.kill_scopes import require_known_scope
 from charter.identity.roles import RoleGrants
 
 __all__ = ["kill", "revive"]
@@ -89,12 +90,26 @@ def kill(
     list_kills: Annotated[
         bool, typer.Option("--list", help="Show the kills in force instead (no SCOPE).")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Kill SCOPE even if no charter or tenant of that name is known here "
+            "(a warning is printed). No environment variable, on purpose.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Stop every tool and model call in SCOPE, in every process, from the next call on.
+    """Stop every tool and model call in SCOPE, in every process, from now on.
 
+    Calls already running in SCOPE are stopped too (within about 50 ms): async tools are
+    cancelled, sync tools are told through their context; they are recorded interrupted.
     Runs in SCOPE parked for approval stop now: their requests are withdrawn and durable
     runs are woken to end as killed, discarding their outboxes.
+
+    A charter or tenant this database has no record of (no runs, releases, role grants or
+    audit records) is refused as a likely typo, with the known names listed; --force kills
+    it anyway.
 
     Example: charter kill charter:support-triage --reason "refund loop" --as alice
 
@@ -102,7 +117,8 @@ def kill(
 
     Database: CHARTER_DATABASE_URL (default a SQLite file in CHARTER_HOME).
 
-    Exit codes: 0 killed or listed; 2 bad input, already killed, or database unreachable.
+    Exit codes: 0 killed or listed; 2 bad input, unknown scope without --force, already
+    killed, or database unreachable.
     """
     if list_kills:
         if scope is not None or reason is not None:
@@ -117,6 +133,9 @@ def kill(
     check_text(scope, "SCOPE", as_json=as_json)
     check_text(reason, "--reason", as_json=as_json)
     with _opened(as_json) as (store, state):
+        warning = require_known_scope(state.database, scope, force=force)
+        if warning is not None:
+            stderr.print(warning, markup=False, soft_wrap=True)
         record = store.kill(scope, reason, by=by)
         clock = SystemClock()
         approvals = ApprovalStore(
@@ -126,7 +145,8 @@ def kill(
             Settings.from_env(), approvals, scope=record.scope, reason=reason, by=by
         )
     if as_json:
-        emit_json({"ok": True, "killed": record.as_dict(), "parked_runs_stopped": stopped})
+        report = {"ok": True, "killed": record.as_dict(), "parked_runs_stopped": stopped}
+        emit_json(report if warning is None else {**report, "warning": warning})
     else:
         console.print(f"[bold red]killed[/] {_line(record)}", soft_wrap=True)
         for run_id in stopped:

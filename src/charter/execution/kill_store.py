@@ -34,7 +34,7 @@ from charter.storage.database import Database
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import kill_switches
 
-__all__ = ["MAX_REASON_CHARS", "ActiveKillRecord", "KillSwitchStore"]
+__all__ = ["MAX_REASON_CHARS", "ActiveKillRecord", "KillSwitchStore", "valid_scope"]
 
 MAX_REASON_CHARS = 500
 
@@ -146,7 +146,7 @@ class KillSwitchStore:
                 killed (nothing is changed; revive it first to change the reason).
             DatabaseUnavailable: the database cannot be written.
         """
-        scope = _valid_scope(scope)
+        scope = valid_scope(scope)
         reason = _valid_reason(reason)
         by = canonical_person(by, "killed by")  # one spelling per person (issue 11)
         # SQLite keeps the wall time without its zone, so store UTC.
@@ -193,7 +193,7 @@ class KillSwitchStore:
             UserError: the scope or ``by`` is invalid, or the scope is not killed.
             DatabaseUnavailable: the database cannot be written.
         """
-        scope = _valid_scope(scope)
+        scope = valid_scope(scope)
         by = canonical_person(by, "revived by")
         statement = (
             delete(kill_switches).where(kill_switches.c.scope == scope).returning(*kill_switches.c)
@@ -297,7 +297,13 @@ class KillSwitchStore:
         )
 
 
-def _valid_scope(scope: object) -> str:
+def valid_scope(scope: object) -> str:
+    """``scope`` if it is a kill scope some run could match, else a ``UserError`` saying why.
+
+    ``all``, ``charter:<name>`` with a name a charter may have, or ``tenant:<id>`` with a
+    valid identifier. Whether such a charter or tenant exists is
+    ``governance.kill_scopes``'s question.
+    """
     if not isinstance(scope, str):
         raise UserError(f"kill scope must be text, not {type(scope).__name__}")
     try:
