@@ -256,3 +256,22 @@ def test_a_select_only_postgres_role_verifies_and_is_told_it_is_read_only(
         pytest.raises(AuditUnavailable, match="could not write"),
     ):
         log.append(make_entry(99))
+
+
+def test_a_file_that_is_not_sqlite_opened_read_only_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "charter.sqlite3"
+    path.write_bytes(b"not a database, just bytes " * 100)
+    before = _files(path)
+    with pytest.raises(DatabaseUnavailable, match="cannot read the SQLite file"):
+        Database(f"sqlite:///{path}", read_only=True)
+    assert _files(path) == before
+
+
+def test_a_sqlite_uri_naming_another_host_is_refused() -> None:
+    with pytest.raises(DatabaseUnavailable, match="names another host"):
+        Database("sqlite:///file://fileserver/var/charter.sqlite3?mode=ro&uri=true")
+
+
+def test_an_in_memory_database_cannot_be_opened_read_only() -> None:
+    with pytest.raises(DatabaseUnavailable, match="in-memory SQLite database"):
+        Database("sqlite://", read_only=True)
