@@ -8,7 +8,9 @@ SQLite (WAL, group commit) and an OpenTelemetry span through a BatchSpanProcesso
 "guarded_sync_tool_in_thread" is a sync tool with no policy condition: its Cedar decision is
 constant (made once at load) but it runs in a worker thread because a time limit applies.
 "components_isolated_p50_us" times the main parts alone, with warm caches; in the full call
-each costs more, as the caches are shared with everything else the call does.
+each costs more, as the caches are shared with everything else the call does. Each timed audit
+append records a new fact (its own event id) and the benchmark stops unless every one wrote a
+record: re-appending one event id only looks it up and writes nothing.
 
 Run: python benchmarks/guarded_call.py [--iterations N]. The last line printed is JSON.
 """
