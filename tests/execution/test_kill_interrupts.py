@@ -435,6 +435,14 @@ def test_a_killed_run_compensates_and_the_kill_does_not_interrupt_the_undo(
     assert not undo.contexts[0].cancelled  # an undo is what a kill wants: never interrupted
     finished = [r for r in memory_runtime.audit.records() if r.entry.kind == "run_finished"]
     assert [r.entry.outcome for r in finished] == ["killed"]
+    # The interrupted payment had started: its fee is charged, and counted as a tool fee,
+    # not as model cost (this model is unpriced).
+    row = memory_runtime.runs.get(run.id)
+    assert (row.cost_usd, row.tool_fees_usd, row.model_cost_usd) == (
+        Decimal("0.05"),
+        Decimal("0.05"),
+        Decimal(0),
+    )
 
 
 def test_a_replay_of_an_interrupted_run_does_not_call_the_tool_again(

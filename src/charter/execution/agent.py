@@ -236,8 +236,8 @@ def _call_counts(run: Run) -> dict[str, Any]:
     """What the run's calls came to, from its results (which survive a crash and replay)."""
     declared = run.charter.spec.tools
     fees = sum(
-        (declared[r.tool].fee_usd for r in run.results
-         if r.outcome == "executed" and r.tool in declared),
+        (declared[r.tool].fee_usd for r in run.results  # interrupted: started, so charged
+         if r.outcome in ("executed", "interrupted") and r.tool in declared),
         Decimal(0),
     )  # fmt: skip
     return {
