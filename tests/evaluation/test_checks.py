@@ -1070,3 +1070,12 @@ def test_custom_needs_a_function() -> None:
     assert error.path == ("custom",)
     error = refused({"custom": {"function": f"{HERE}:ticket_closed", "args": {}}})
     assert error.path == ("custom", "args")
+
+
+def test_a_custom_function_whose_module_exits_is_refused_not_an_exit() -> None:
+    function = "tests.contract.fixtures_exiting_toolkit:fn"
+    error = refused({"custom": {"function": function}})
+    assert str(error) == (
+        f"custom function {function!r} cannot be imported: the module tried to exit the "
+        "process (SystemExit(3))"
+    )

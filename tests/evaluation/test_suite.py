@@ -216,3 +216,14 @@ def test_two_files_with_one_suite_name_are_refused(tmp_path: Path) -> None:
     two = _write(tmp_path, task, name="two.yaml")
     with pytest.raises(SuiteInvalid, match="used by another file"):
         load_suites([one, two])
+
+
+def test_systems_that_exit_when_imported_are_a_problem_not_an_exit(tmp_path: Path) -> None:
+    header = (
+        "suite: trial\nkind: golden\nsystems: tests.contract.fixtures_exiting_toolkit:systems\n"
+        "tasks:\n"
+    )
+    path = _write(tmp_path, "- {id: a, input: x, checks: [{outcome: succeeded}]}\n", header=header)
+    (problem,) = _problems(path)
+    assert ":3:" in problem
+    assert "the module tried to exit the process (SystemExit(3))" in problem

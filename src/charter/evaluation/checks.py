@@ -11,13 +11,14 @@ into a ``Check`` or says precisely what is wrong with it.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from charter.core.errors import UserError
+from charter.core.imports import import_named
 from charter.evaluation.matchers import Matcher, MatcherError
 from charter.evaluation.pii import find_pii
 from charter.execution.agent import RunResult
@@ -443,11 +444,11 @@ def _custom(params: Any) -> Check:
         )
     module_name, attribute = path.split(":")
     try:
-        function = getattr(importlib.import_module(module_name), attribute)
-    except Exception as exc:  # importing runs the module: anything may go wrong
+        # Any error, SystemExit included, is a UserError; output is kept out of Charter's.
+        function = getattr(import_named(module_name).module, attribute)
+    except (UserError, AttributeError) as exc:
         raise CheckError(
-            f"custom function {path!r} cannot be imported: {type(exc).__name__}: {exc}",
-            ("function",),
+            f"custom function {path!r} cannot be imported: {exc}", ("function",)
         ) from None
     if not callable(function):
         raise CheckError(f"custom function {path!r} is not callable", ("function",))

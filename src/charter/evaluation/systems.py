@@ -9,12 +9,12 @@ desk example has one (``charter_examples.support_desk.evaluation``).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from charter.core.errors import UserError
+from charter.core.imports import import_named
 
 __all__ = ["FixtureProblem", "PlantedField", "Systems", "World", "load_systems"]
 
@@ -102,9 +102,16 @@ def load_systems(import_path: str) -> Systems:
     if not sep or not module_name or not attribute:
         raise UserError(f"systems {import_path!r} must be written 'package.module:attribute'")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        # Any error, SystemExit included, is a UserError; output is kept out of Charter's.
+        imported = import_named(module_name)
+    except UserError as exc:
         raise UserError(f"systems {import_path!r}: cannot import {module_name!r}: {exc}") from None
+    if imported.printed:
+        raise UserError(
+            f"systems {import_path!r}: {module_name!r} printed to standard output when imported; "
+            "a module named in a suite must not print (use logging)"
+        )
+    module = imported.module
     target = getattr(module, attribute, None)
     if target is None:
         raise UserError(f"systems {import_path!r}: {module_name!r} has no {attribute!r}")

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from charter.contract.files import FileRefused, read_reference
 from charter.contract.loader import Charter
 from charter.core.clock import Clock
 from charter.core.errors import CharterInvalid, DatabaseUnavailable, UserError
@@ -294,7 +295,16 @@ def _bundle(charter: Charter) -> dict[str, Any]:
             raise UserError(
                 f"{name!r} is outside the charter's directory; a release keeps only files under it"
             )
-        files[relative.as_posix()] = source.read_text(encoding="utf-8")
+        # Read as the loader reads (a file swapped for a FIFO since loading must not hang).
+        data = read_reference(base, relative.as_posix(), what=repr(name), roots=())
+        if isinstance(data, FileRefused):
+            raise UserError(f"{data.message}; {data.hint} (nothing was released)")
+        try:
+            files[relative.as_posix()] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(
+                f"{name!r} is not UTF-8; save it as UTF-8 (nothing was released)"
+            ) from None
     return {
         "format": BUNDLE_FORMAT,
         "version": 1,
