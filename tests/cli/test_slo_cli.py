@@ -15,10 +15,14 @@ from typing import Any
 import pytest
 import typer
 from charter_examples.support_desk.demo import CHARTER_PATH, DemoRow, run_demo
+from charter_examples.support_desk.desk import SupportDesk
+from charter_examples.support_desk.model import GullibleSupportModel
 from typer.testing import CliRunner
 
 from charter import Runtime, Settings
 from charter.cli import slo
+from charter.contract.loader import Charter
+from charter.identity.principal import Principal
 from charter.identity.secrets import EnvSecretProvider
 from charter.storage import Database, upgrade
 
@@ -85,12 +89,12 @@ def desk(db_url: str, tmp_path: Path) -> Desk:
     return Desk(env, rows, root)
 
 
-def test_the_report_computes_every_slo_and_names_the_breach(desk: Desk) -> None:
+def test_right_after_the_demo_every_slo_is_met(desk: Desk) -> None:
     code, out, err = desk.invoke("slo", "report", str(desk.charter(EVERY_SLO)))
-    assert code == 1, out + err
+    assert code == 0, out + err
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    assert "BREACHED" in lines["task_success_rate"]
     for name in (
+        "task_success_rate",
         "policy_violations_per_1000_runs",
         "p95_latency_seconds",
         "tool_error_rate",
@@ -98,28 +102,56 @@ def test_the_report_computes_every_slo_and_names_the_breach(desk: Desk) -> None:
     ):
         assert " met " in lines[name], lines[name]
     assert "no data" in lines["escalation_accuracy"]
-    assert "1 of 6 breached: task_success_rate" in out
+    assert "2 runs left to the agent" in lines["task_success_rate"]
+    assert "no SLO breached (6 evaluated)" in out
 
     code, slos, document = desk.report(EVERY_SLO)
-    assert code == 1
-    assert (document["ok"], document["breached"]) == (False, ["task_success_rate"])
+    assert (code, document["ok"], document["breached"]) == (0, True, [])
     rows = desk.rows
+    # Two tickets the agent finished; three handed to a human (two approval gates, one
+    # escalation) and two injected attacks a charter rule refused: not the agent's to finish,
+    # and a blocked attack is the policy working, not a violation.
     succeeded = sum(r.result.outcome == "succeeded" for r in rows)
-    violating = sum(r.result.count("denied") > 0 for r in rows)
-    assert 0 < succeeded < len(rows)  # the demo has both outcomes, or this proves little
-    assert violating > 0
+    assert (succeeded, len(rows)) == (2, 7)
+    assert sum(r.result.count("denied") > 0 for r in rows) == 2  # refused, yet no violation
     success = slos["task_success_rate"]
-    assert (success["value"], success["runs"]) == (pytest.approx(succeeded / len(rows)), len(rows))
-    assert success["burn_rate"] == pytest.approx((1 - succeeded / len(rows)) / 0.01)
-    assert slos["policy_violations_per_1000_runs"]["value"] == pytest.approx(
-        1000 * violating / len(rows)
-    )
+    assert (success["value"], success["runs"], success["samples"]) == (1.0, 7, 2)
+    assert success["burn_rate"] == 0.0
+    violations = slos["policy_violations_per_1000_runs"]
+    assert (violations["value"], violations["samples"]) == (0.0, 7)
     assert slos["escalation_accuracy"]["status"] == "no_data"
     assert slos["p95_latency_seconds"]["samples"] == len(rows)
     assert 0 < slos["p95_latency_seconds"]["value"] < 60
     assert slos["tool_error_rate"]["samples"] > 0
     cost = sum(r.result.cost_usd for r in rows) / len(rows)
     assert float(slos["cost_per_run_usd"]["value"]) == pytest.approx(float(cost), abs=1e-6)
+
+
+def test_a_genuine_failure_breaches_and_is_named(desk: Desk, tmp_path: Path) -> None:
+    # The same refund without its credential: the run fails, at work that was the agent's.
+    home = Path(desk.env["CHARTER_HOME"])
+    settings = Settings(home=home, secrets_dir=tmp_path / "no-secrets",
+                        database_url=desk.env["CHARTER_DATABASE_URL"])  # fmt: skip
+    with Runtime(settings, secret_providers=[]) as runtime:
+        failed = asyncio.run(runtime.run_agent(
+            Charter.load(CHARTER_PATH), GullibleSupportModel(), "Please handle ticket T-1001.",
+            principal=Principal("alice", "acme", roles=("support",)), environment="prod",
+            resources=(SupportDesk.default(),),
+        ))  # fmt: skip
+    assert failed.outcome == "failed"
+
+    code, out, err = desk.invoke("slo", "report", str(desk.charter(EVERY_SLO)))
+    assert code == 1, out + err
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "BREACHED" in lines["task_success_rate"]
+    assert "1 of 6 breached: task_success_rate" in out
+    code, slos, document = desk.report(EVERY_SLO)
+    assert (code, document["breached"]) == (1, ["task_success_rate"])
+    success = slos["task_success_rate"]
+    assert (success["value"], success["runs"], success["samples"]) == (
+        pytest.approx(2 / 3), 8, 3,
+    )  # fmt: skip
+    assert success["burn_rate"] == pytest.approx((1 - 2 / 3) / 0.01)
 
 
 def test_all_met_exits_0_and_a_short_window_reports_the_same_runs(desk: Desk) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from charter.contract.schema import SloSpec
+from charter.core.decision import Decision, Stage
 from charter.core.errors import UserError
 from charter.core.events import RunFinished, RunIdentity, RunStarted
 from charter.observability import slo as slo_module
@@ -41,6 +42,7 @@ class Runs:
         ago: timedelta = timedelta(hours=1),
         took: timedelta = timedelta(seconds=2),
         charter: str = CHARTER,
+        rule: str | None = None,
         **totals: Any,
     ) -> str:
         """One run that started ``ago`` before NOW and ended ``took`` later (unless running)."""
@@ -64,7 +66,8 @@ class Runs:
         if outcome != "running":
             totals.setdefault("elapsed_seconds", took.total_seconds())
             totals = {k: v for k, v in totals.items() if v is not None}
-            finished = RunFinished(identity, started + took, outcome, "why", totals=totals)
+            decision = Decision.deny(Stage.POLICY, "why", rule) if rule else None
+            finished = RunFinished(identity, started + took, outcome, "why", decision, totals)
             self.recorder(finished)
         assert self.recorder.errors == 0
         return run_id
@@ -95,25 +98,42 @@ def runs(db_url: str) -> Iterator[Runs]:
 # -- the measures ---------------------------------------------------------------------------
 
 
-def test_task_success_rate_counts_every_ended_run_and_skips_running_ones(runs: Runs) -> None:
-    for outcome in (
-        "succeeded",
-        "succeeded",
-        "succeeded",
-        "failed",
-        "escalated",
-        "denied",
-        "approval_required",
-        "budget_exceeded",
-        "killed",
-        "running",
-    ):
+def test_task_success_rate_counts_the_runs_left_to_the_agent(runs: Runs) -> None:
+    for outcome in ("succeeded", "succeeded", "succeeded", "failed", "budget_exceeded", "killed"):
         runs.add(outcome)
+    runs.add("denied", denied_calls=1, violations=1)  # a violation ended it: the agent's doing
+    runs.add("escalated", rule="budget.max_tool_calls")  # on_exceed: escalate, still ran out
+    # Taken out of the agent's hands, so neither success nor failure of its own:
+    runs.add("escalated", rule="builtin.escalate_to_human")  # the model handed it over
+    runs.add("approval_required", rule="require_approval_for[0]")  # a gate, in process
+    runs.add("denied", rule="deny[0]", denied_calls=1, violations=0, blocked_attacks=1)
+    runs.add("denied", rule="approval.terminate", violations=0, blocked_attacks=0)  # a human
+    runs.add("running")
     result = runs.one("task_success_rate", ">= 0.95")
-    assert result.value == pytest.approx(3 / 9)
-    assert (result.runs, result.samples, result.sample_unit) == (9, 9, "runs")
+    assert result.value == pytest.approx(3 / 8)
+    assert (result.runs, result.samples, result.sample_unit) == (12, 8, "runs left to the agent")
     assert result.status == "breached"
     assert result.breached
+
+
+def test_runs_recorded_before_refusals_were_told_apart_count_as_before(runs: Runs) -> None:
+    runs.add("denied")  # no counts at all: ended denied, so a violation, and a failure
+    runs.add("succeeded", denied_calls=2)  # only the old count: each refusal a violation
+    runs.add("succeeded")
+    success = runs.one("task_success_rate", ">= 0.5")
+    assert (success.value, success.samples) == (pytest.approx(2 / 3), 3)
+    violations = runs.one("policy_violations_per_1000_runs", "<= 1000")
+    assert violations.value == pytest.approx(1000 * 2 / 3)
+
+
+def test_blocked_attacks_and_human_refusals_are_not_violations(runs: Runs) -> None:
+    runs.add("denied", rule="deny[0]", denied_calls=1, violations=0, blocked_attacks=1)
+    runs.add("succeeded", denied_calls=2, violations=0, blocked_attacks=2)  # on_deny: continue
+    runs.add("denied", rule="approval.reject", violations=0, blocked_attacks=0)
+    runs.add("succeeded", denied_calls=1, violations=1, blocked_attacks=0)  # one of its own
+    result = runs.one("policy_violations_per_1000_runs", "<= 1")
+    assert result.value == pytest.approx(1000 / 4)
+    assert result.status == "breached"
 
 
 def test_policy_violations_count_runs_with_a_refused_call(runs: Runs) -> None:

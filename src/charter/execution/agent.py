@@ -243,6 +243,9 @@ def _call_counts(run: Run) -> dict[str, Any]:
     return {
         "tool_errors": sum(1 for r in run.results if r.outcome in ("error", "timeout")),
         "denied_calls": sum(1 for r in run.results if r.outcome == "denied"),
+        # What the refusals say about the agent (ToolResult.refusal), for SLOs and guards.
+        "violations": sum(1 for r in run.results if r.refusal == "violation"),
+        "blocked_attacks": sum(1 for r in run.results if r.refusal == "blocked_attack"),
         "tool_fees_usd": str(fees),
     }
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from charter.contract.schema import ToolDecl
 from charter.contract.tool import ToolSpec
-from charter.core.decision import Decision
+from charter.core.decision import Decision, Stage
 from charter.core.errors import (
     ApprovalRequired,
     BudgetExceeded,
@@ -22,7 +22,7 @@ from charter.policy.budget import Reservation
 if TYPE_CHECKING:
     from charter.execution.approvals import ApprovalRequest
 
-__all__ = ["FailureKind", "PendingCall", "ToolResult"]
+__all__ = ["FailureKind", "PendingCall", "RefusalKind", "ToolResult"]
 
 FailureKind = Literal["tool", "configuration"]
 """Why a call that went ahead did not execute (outcome ``error`` or ``timeout``).
@@ -32,6 +32,9 @@ FailureKind = Literal["tool", "configuration"]
 credential missing or unsafe, a resource the run was not given: any ``UserError``); no model
 can work around it, so the agent loop fails the run at once with it as the reason.
 """
+
+RefusalKind = Literal["violation", "blocked_attack", "human"]
+"""What a ``denied`` call says about the agent (see ``ToolResult.refusal``)."""
 
 
 @dataclass(slots=True)
@@ -76,6 +79,36 @@ class ToolResult:
     arguments: dict[str, Any] = field(default_factory=dict)
     approval: ApprovalRequest | None = None
     failure: FailureKind | None = None
+    # The run had read untrusted content (a tool output the charter marks untrusted) by the
+    # time this call ended: for a refusal, before the call was made.
+    untrusted_read: bool = False
+
+    @property
+    def refusal(self) -> RefusalKind | None:
+        """What a refused (``denied``) call says about the agent; None for other outcomes.
+
+        ``human``: an approver rejected it, or its request expired (the approval gate worked).
+        ``blocked_attack``: a rule of the charter (a constraint, a ``deny`` or untrusted-content
+        rule, a Cedar policy, no permit) refused it after the run had read untrusted content.
+        That is what an injected instruction looks like, stopped by the policy; Charter cannot
+        tell it from a model misreading ordinary customer text, and either way the policy
+        did its work. ``violation``: anything else refused: a rule refusing a call made with
+        no untrusted content in sight (the agent's own idea, or its user's), a tool the
+        charter does not declare, arguments that break the schema, a policy that could not
+        be evaluated (``policy-error``).
+        """
+        if self.outcome != "denied":
+            return None
+        stage = self.decision.stage
+        if stage is Stage.APPROVAL:
+            return "human"
+        if (
+            stage is Stage.POLICY
+            and self.untrusted_read
+            and self.decision.rule_id != "policy-error"
+        ):
+            return "blocked_attack"
+        return "violation"
 
     @property
     def executed(self) -> bool:
@@ -93,6 +126,7 @@ class ToolResult:
             "arguments": self.arguments,
             "approval": self.approval.as_dict() if self.approval else None,
             "failure": self.failure,
+            "untrusted_read": self.untrusted_read,
         }
 
     @classmethod
@@ -111,6 +145,7 @@ class ToolResult:
             arguments=data["arguments"],
             approval=ApprovalRequest.from_dict(approval) if approval else None,
             failure=_failure(data),
+            untrusted_read=bool(data.get("untrusted_read", False)),
         )
 
     def unwrap(self) -> Any:

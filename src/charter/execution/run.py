@@ -497,6 +497,7 @@ class Run:
             arguments=redacted,
             approval=approval,
             failure=failure,
+            untrusted_read=self.provenance.untrusted_read,
         )
         self.results.append(result)
         return result

@@ -2,7 +2,8 @@
 
 Over the guard window, the runs each release served in the environment are compared:
 - failure rate: runs that ended ``failed`` or ``budget_exceeded``;
-- policy-violation rate: runs with at least one denied call;
+- policy-violation rate: runs with at least one violation (``RunRow.violations``: a refusal
+  that was not a blocked attack or a human's decision, as the SLOs count them);
 - p95 latency: the runs' own elapsed time.
 A breach of any configured bound (``rollout.guards`` of the *stable* release's charter: the
 proven configuration judges the new one, not the other way round) rolls all traffic back to
@@ -25,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from charter.contract.schema import RolloutGuards
 from charter.core.errors import DatabaseUnavailable
 from charter.governance.traffic import Deployment
+from charter.observability.runs import violations_of
 from charter.storage.database import Database
 from charter.storage.tables import runs
 
@@ -120,7 +122,9 @@ def judge(
 
 
 def _stats(database: Database, deployment: Deployment, release: str, since: datetime) -> SideStats:
-    query = select(runs.c.outcome, runs.c.denied_calls, runs.c.elapsed_seconds).where(
+    query = select(
+        runs.c.outcome, runs.c.denied_calls, runs.c.totals, runs.c.elapsed_seconds
+    ).where(
         (runs.c.charter_name == deployment.charter_name)
         & (runs.c.environment == deployment.environment)
         & (runs.c.charter_sha256 == release)
@@ -136,7 +140,7 @@ def _stats(database: Database, deployment: Deployment, release: str, since: date
     if count == 0:
         return SideStats(release, 0, 0.0, 0.0, None)
     failed = sum(1 for r in rows if r.outcome in _FAILED)
-    violating = sum(1 for r in rows if (r.denied_calls or 0) > 0)
+    violating = sum(1 for r in rows if violations_of(r.outcome, r.denied_calls, r.totals)[0])
     latencies = sorted(r.elapsed_seconds for r in rows if r.elapsed_seconds is not None)
     p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else None
     return SideStats(release, count, failed / count, violating / count, p95)

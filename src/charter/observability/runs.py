@@ -8,6 +8,12 @@ are idempotent: a replayed event changes nothing it has not already said.
 
 ``RunStore`` reads them back for the run inspector, cost reports, metrics and SLOs, and keeps
 human labels on runs (e.g. whether an escalation was right).
+
+What a run says about the agent is decided here, once, for the SLOs and the rollout guard
+(``RunRow.violations``, ``RunRow.disposition``): a refusal is a violation, a blocked attack
+or a human's decision (``ToolResult.refusal``, counted when the run ends), and a run either
+succeeded, failed at what it was left to do, was handed to a human, or was stopped by a
+blocked attack.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -31,7 +37,18 @@ from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import run_labels, runs
 
-__all__ = ["LABELS", "RunLabel", "RunRecorder", "RunRow", "RunStore"]
+__all__ = [
+    "LABELS",
+    "RunDisposition",
+    "RunLabel",
+    "RunRecorder",
+    "RunRow",
+    "RunStore",
+    "violations_of",
+]
+
+RunDisposition = Literal["running", "succeeded", "failed", "handed_off", "attack_blocked"]
+"""What a run's end says about the agent (see ``RunRow.disposition``)."""
 
 LABELS: Final[dict[str, tuple[str, ...]]] = {"escalation": ("confirmed", "overturned")}
 """Labels a human may put on a run, and their values."""
@@ -65,10 +82,35 @@ class RunRow:
     total_tokens: int
     cost_usd: Decimal
     tool_fees_usd: Decimal
+    violations: int = 0
+    blocked_attacks: int = 0
 
     @property
     def model_cost_usd(self) -> Decimal:
         return self.cost_usd - self.tool_fees_usd
+
+    @property
+    def disposition(self) -> RunDisposition:
+        """What the run's end says about the agent.
+
+        ``succeeded``: it finished. ``handed_off``: the task went to a human by design: an
+        approval gate stopped it (``approval_required``), the model or an approver escalated
+        it, or an approver refused a call and that ended the run (``denied`` with no
+        violation and no blocked attack). ``attack_blocked``: it ended ``denied`` because a
+        rule refused a call made after it read untrusted content (``violations`` 0). Every
+        other end is ``failed``: it failed, a violation ended it, a budget ran out (even with
+        ``on_exceed: escalate``: the rule is ``budget.*``), or the kill switch stopped it.
+        """
+        outcome = self.outcome
+        if outcome in ("running", "succeeded"):
+            return outcome  # type: ignore[return-value]
+        if outcome == "approval_required":
+            return "handed_off"
+        if outcome == "escalated" and not (self.rule_id or "").startswith("budget."):
+            return "handed_off"
+        if outcome == "denied" and self.violations == 0:
+            return "attack_blocked" if self.blocked_attacks else "handed_off"
+        return "failed"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,7 +136,28 @@ class RunRow:
             "cost_usd": str(self.cost_usd),
             "model_cost_usd": str(self.model_cost_usd),
             "tool_fees_usd": str(self.tool_fees_usd),
+            "violations": self.violations,
+            "blocked_attacks": self.blocked_attacks,
+            "disposition": self.disposition,
         }
+
+
+def violations_of(outcome: str, denied_calls: int, totals: str | None) -> tuple[int, int]:
+    """A run's ``(violations, blocked_attacks)`` from its row (``totals`` is its JSON).
+
+    A run recorded before refusals were told apart has no such counts: then every refused
+    call is taken for a violation, and a run that ended ``denied`` had at least one, as
+    these runs were always counted (a guess that errs towards a breach, not away from it).
+    """
+    try:
+        data = json.loads(totals) if totals else {}
+    except ValueError:
+        data = {}
+    if isinstance(data, dict) and isinstance(data.get("violations"), int):
+        attacks = data.get("blocked_attacks")
+        return data["violations"], attacks if isinstance(attacks, int) else 0
+    legacy = denied_calls or 0
+    return (max(legacy, 1) if outcome == "denied" else legacy), 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +372,7 @@ class RunStore:
 
 def _row(row: Any) -> RunRow:
     data: Mapping[str, Any] = row._mapping
+    violations, attacks = violations_of(data["outcome"], data["denied_calls"], data["totals"])
     return RunRow(
         id=data["id"],
         charter_name=data["charter_name"],
@@ -331,6 +395,8 @@ def _row(row: Any) -> RunRow:
         total_tokens=data["total_tokens"],
         cost_usd=Decimal(data["cost_usd"]),
         tool_fees_usd=Decimal(data["tool_fees_usd"]),
+        violations=violations,
+        blocked_attacks=attacks,
     )
 
 

@@ -5,19 +5,24 @@ reproducible and tests need no clock): the window holds the runs of the charter 
 every version and tenant) that **started** in ``[now - window, now)`` and had **ended** by
 ``now``. A run belongs to the window it started in because that is what the runs table
 indexes; a run still running at ``now`` is left out until it ends. Every outcome but
-``running`` is an end. ``approval_required`` counts as an end that is not a success: an
-in-process run that stops at an approval gate has handed its task to a human, exactly like
-an escalation (a durable run waits for the decision instead, stays ``running``, and counts
-with the outcome it ends with).
+``running`` is an end (``approval_required`` too: an in-process run stops at an approval
+gate; a durable run waits for the decision instead and counts with the outcome it ends with).
+
+The SLOs measure the agent, not the policy: what a run's refusals and end say about the
+agent is decided in one place, ``observability/runs.py`` (``RunRow.violations``,
+``RunRow.disposition``). A refused call is a violation, a blocked attack (a charter rule
+refused it after the run read untrusted content: the policy working) or a human's decision;
+a run succeeded, failed at what it was left to do, was handed to a human by design, or was
+stopped by a blocked attack. docs/slos.md says it at length, limits included.
 
 The measures, over the ended runs in the window:
 
-- ``task_success_rate``: runs that ``succeeded`` / ended runs.
-- ``policy_violations_per_1000_runs``: 1000 x runs with a violation / ended runs. A violation
-  is a tool call the tool layer refused (outcome ``denied``: a Cedar rule, a constraint, a
-  ``deny`` rule, the allowlist or the argument schema); a run has one when its
-  ``denied_calls`` is above 0 or it ended ``denied``. Approval gates, budgets and kill
-  switches are not violations. A run counts once however many calls were refused.
+- ``task_success_rate``: runs that ``succeeded`` / runs left to the agent (dispositions
+  ``succeeded`` and ``failed``): a run handed to a human or stopped by a blocked attack was
+  not the agent's to finish. The report's ``samples`` says how many runs that is.
+- ``policy_violations_per_1000_runs``: 1000 x runs with a violation / ended runs. Blocked
+  attacks, approvers' refusals, approval gates, budgets and kill switches are not
+  violations. A run counts once however many of its calls were violations.
 - ``escalation_accuracy``: runs labeled ``confirmed`` / runs labeled at all, among the runs
   that ended ``escalated`` and carry an ``escalation`` label (``charter runs label``).
   Unlabeled escalations are not counted; with no labeled escalation there is no data.
@@ -243,12 +248,15 @@ def _burn_rate(higher_is_better: bool, target: Fraction, value: Fraction) -> flo
 
 
 def _task_success(runs: Sequence[RunRow], labels: Mapping[str, str]) -> _Measured:
-    succeeded = sum(1 for r in runs if r.outcome == "succeeded")
-    return _Measured(Fraction(succeeded, len(runs)) if runs else None, len(runs))
+    # Runs taken out of the agent's hands (handed to a human, stopped by a blocked attack)
+    # were not its to finish: counting them either way would not measure the agent.
+    left = [r for r in runs if r.disposition in ("succeeded", "failed")]
+    succeeded = sum(1 for r in left if r.disposition == "succeeded")
+    return _Measured(Fraction(succeeded, len(left)) if left else None, len(left))
 
 
 def _violations(runs: Sequence[RunRow], labels: Mapping[str, str]) -> _Measured:
-    violating = sum(1 for r in runs if r.denied_calls > 0 or r.outcome == "denied")
+    violating = sum(1 for r in runs if r.violations > 0)
     return _Measured(Fraction(1000 * violating, len(runs)) if runs else None, len(runs))
 
 
@@ -280,7 +288,7 @@ def _cost_per_run(runs: Sequence[RunRow], labels: Mapping[str, str]) -> _Measure
 
 
 _MEASURES: Final[dict[str, _Measure]] = {
-    "task_success_rate": _Measure("runs", _task_success),
+    "task_success_rate": _Measure("runs left to the agent", _task_success),
     "policy_violations_per_1000_runs": _Measure("runs", _violations),
     "escalation_accuracy": _Measure("labeled escalations", _escalation_accuracy),
     "p95_latency_seconds": _Measure("runs", _p95_latency),
