@@ -259,12 +259,31 @@ async def _settle(run: Run, stop: _Stop, steps: Steps) -> _Stop:
         return stop
 
     async def settle() -> dict[str, Any]:
-        return {"failure": await run.settle_effects(succeeded=stop.outcome == "succeeded")}
+        before = len(run.results)
+        failure = await run.settle_effects(succeeded=stop.outcome == "succeeded")
+        return {"failure": failure, "not_undone": _not_undone(run.results[before:])}
 
-    failure = (await steps.step(run, "settle_effects", settle))["failure"]
-    if failure is None:
-        return stop
-    return _Stop("failed", failure, Decision.deny(Stage.EXECUTE, failure, "effects.send"))
+    settled = await steps.step(run, "settle_effects", settle)
+    failure, not_undone = settled["failure"], settled.get("not_undone", [])
+    if failure is not None:
+        stop = _Stop("failed", failure, Decision.deny(Stage.EXECUTE, failure, "effects.send"))
+    if not_undone:
+        # The outcome stays what ended the run; its reason must not let a reader believe
+        # every write was taken back.
+        stop = replace(stop, reason=f"{stop.reason}; NOT UNDONE: {'; '.join(not_undone)}")
+    return stop
+
+
+def _not_undone(settled: list[ToolResult]) -> list[str]:
+    """The writes whose compensation did not execute (it raised, timed out, could not run)."""
+    return [
+        # The rule is tools.<the write's tool>.compensate; the call id <the write's>:compensate.
+        f"{r.decision.rule_id.removeprefix('tools.').removesuffix('.compensate')} "
+        f"({r.call_id.removesuffix(':compensate')}) could not be compensated: {r.tool} "
+        f"{r.outcome}: {r.model_text}"
+        for r in settled
+        if r.decision.rule_id.endswith(".compensate") and r.outcome != "executed"
+    ]
 
 
 async def _loop(
