@@ -9,10 +9,12 @@ conditions, random Cedar text, names of FIFOs, directories, symlinks out and ``/
 
 Bounded for the test suite: ``CHARTER_FUZZ_EXAMPLES`` examples per property (default 60).
 The long run by hand (docs: the report of issue 11) sets it high, and
-``CHARTER_FUZZ_SLOW_SECONDS`` to flag any example that takes longer than that to load::
+``CHARTER_FUZZ_SLOW_SECONDS`` to flag any example that takes longer than that to load, and
+``CHARTER_FUZZ_DATABASE`` to keep failing examples for replay::
 
-    CHARTER_FUZZ_EXAMPLES=200000 CHARTER_FUZZ_SLOW_SECONDS=2 nice -n 19 \\
-        .venv/bin/python -m pytest tests/contract/test_loader_fuzz.py -q -p no:cacheprovider
+    CHARTER_FUZZ_EXAMPLES=20000 CHARTER_FUZZ_SLOW_SECONDS=2 CHARTER_FUZZ_DATABASE=/tmp/fuzzdb \\
+        nice -n 19 .venv/bin/python -m pytest tests/contract/test_loader_fuzz.py -x -q \\
+        -p no:cacheprovider --hypothesis-show-statistics
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from typer.testing import CliRunner
 
 from charter.cli.app import app
@@ -39,10 +42,13 @@ from tests.contract.helpers import EXAMPLE_CHARTER
 
 EXAMPLES = int(os.environ.get("CHARTER_FUZZ_EXAMPLES", "60"))
 SLOW_SECONDS = float(os.environ.get("CHARTER_FUZZ_SLOW_SECONDS", "0"))
+# The long run keeps what it finds (CHARTER_FUZZ_DATABASE=dir) to replay it; the suite keeps
+# nothing.
+DATABASE = os.environ.get("CHARTER_FUZZ_DATABASE")
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,  # no timing in the suite; the long run flags slow examples instead
-    database=None,
+    database=DirectoryBasedExampleDatabase(DATABASE) if DATABASE else None,
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,

@@ -133,3 +133,17 @@ def test_charter_invalid_lists_every_problem_in_its_message(files: CharterFiles)
     assert text.startswith("2 problems found:\n")
     assert f"{files.path}:7: unknown key 'toolz'" in text
     assert f"{files.path}:8: unknown key 'budgetz'" in text
+
+
+@pytest.mark.parametrize(
+    ("byte", "code"), [(b"\x00", "0000"), (b"\x1b", "001B"), (b"\x7f", "007F")]
+)
+def test_a_character_yaml_forbids_is_reported_on_its_line(
+    files: CharterFiles, byte: bytes, code: str
+) -> None:
+    files.path.write_bytes(
+        b"charter: orders\nmodel: {provider: openai, name: m}\ndescription: a" + byte + b"b\n"
+    )
+    [problem] = check_charter(files.path)
+    assert problem.line == 3
+    assert problem.message == f"invalid YAML: character U+{code} is not allowed in a YAML file"

@@ -17,6 +17,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.tokens import (
     FlowMappingEndToken,
     FlowMappingStartToken,
@@ -105,6 +106,15 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
             "keep only one of the two" if "duplicate key" in what else "fix the syntax at this line"
         )
         return Problem(shown, line, f"invalid YAML: {what}", hint)
+    except ReaderError as exc:  # a character YAML does not allow in a file (NUL, ESC...)
+        position = exc.position if isinstance(exc.position, int) else 0
+        code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+        return Problem(
+            shown,
+            text[:position].count("\n") + 1,
+            f"invalid YAML: character U+{code:04X} is not allowed in a YAML file",
+            'remove it, or write it as an escape in a double-quoted string ("\\x01")',
+        )
     except YAMLError as exc:
         return Problem(shown, 1, f"invalid YAML: {exc}", "fix the syntax")
     except RecursionError:

@@ -341,7 +341,7 @@ def proposed_charter_text(charter: Charter, report: AutonomyReport) -> str | Non
     loaded = load_yaml(charter.path)
     if isinstance(loaded, Problem):
         raise CharterInvalid([loaded])
-    text = charter.path.read_text(encoding="utf-8")
+    text = loaded.text  # what was parsed: a second read could see another file, or block
     data = plain(loaded.data)
     if not isinstance(data, dict) or _spec_dump(data) != charter.spec.dump():
         raise UserError(
