@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,9 +42,21 @@ from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import EventBus
 from charter.execution.approval_store import ApprovalRecord, ApprovalStore
 from charter.identity.roles import RoleGrants
-from charter.observability.audit_reader import CallPhase, call_phase, records_of_runs
+from charter.observability.audit_reader import call_phase, records_of_runs
 from charter.observability.cost import approval_wait
 from charter.observability.runs import RunRow, RunStore
+from charter.observability.timeline_model import (
+    ApprovalView,
+    Limits,
+    ModelCallStep,
+    RunEdgeStep,
+    Step,
+    Timeline,
+    ToolCallStep,
+    Usage,
+    usage_of_row,
+    usage_so_far,
+)
 from charter.storage.database import Database
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import spans
@@ -63,256 +74,9 @@ __all__ = [
 ]
 
 _NS: Final = 1_000_000_000
-# Stages that refuse a call before it reserves a tool-call slot of the run's budget.
-_BEFORE_BUDGET: Final = frozenset({"kill_switch", "allowlist", "schema"})
 # An approval decision's audit outcome is the verdict; the inbox speaks of statuses.
 _DECIDED: Final = {"approve": "approved", "reject": "rejected", "terminate": "terminated",
                    "escalate": "escalated", "expire": "expired"}  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalView:
-    """An approval request a call filed, and what became of it.
-
-    ``status`` is the inbox's (``pending``, ``approved``, ``executed``, ``rejected``,
-    ``expired``, ``terminated``, ``escalated``), or ``unknown`` when the inbox has no such
-    request (a run using in-memory approvals); then only the audit log's decision is shown.
-    ``wait_seconds``: until the decision, or until now while pending (see ``approval_wait``).
-    """
-
-    id: str
-    status: str
-    rule_id: str | None
-    reason: str
-    requested_at: datetime | None
-    expires_at: datetime | None
-    decided_at: datetime | None
-    decided_by: str | None
-    decision_reason: str | None
-    wait_seconds: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "rule_id": self.rule_id,
-            "reason": self.reason,
-            "requested_at": _iso(self.requested_at),
-            "expires_at": _iso(self.expires_at),
-            "decided_at": _iso(self.decided_at),
-            "decided_by": self.decided_by,
-            "decision_reason": self.decision_reason,
-            "wait_seconds": self.wait_seconds,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RunEdgeStep:
-    """The run's start or end, as the audit log recorded it."""
-
-    at: datetime
-    kind: Literal["run_started", "run_finished"]
-    outcome: str
-    reason: str
-    rule_id: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "at": _iso(self.at), "outcome": self.outcome,
-                "reason": self.reason, "rule_id": self.rule_id}  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class ModelCallStep:
-    """One model call, from its span (the audit log records decisions, not model calls)."""
-
-    at: datetime
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal | None
-    duration_ms: float
-    status: str
-    error: str
-    kind: Literal["model_call"] = "model_call"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "at": _iso(self.at),
-            "model": self.model,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_usd": None if self.cost_usd is None else str(self.cost_usd),
-            "duration_ms": self.duration_ms,
-            "status": self.status,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCallStep:
-    """One tool call's audit record, with its duration (from its span) and its approval.
-
-    ``phase``: ``call`` for a call the model made; ``send`` / ``discard`` for a deferred
-    effect delivered or dropped when the run ended; ``compensate`` for a write taken back.
-    ``detail`` is the error or refusal text shown to the model (redacted).
-    """
-
-    at: datetime
-    tool: str
-    phase: CallPhase
-    arguments: Mapping[str, Any] | None
-    arguments_sha256: str | None
-    verdict: str | None
-    rule_id: str | None
-    stage: str | None
-    reason: str
-    outcome: str
-    detail: str
-    duration_ms: float | None
-    span_id: str
-    approval: ApprovalView | None
-    kind: Literal["tool_call"] = "tool_call"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "at": _iso(self.at),
-            "tool": self.tool,
-            "phase": self.phase,
-            "arguments": self.arguments,
-            "arguments_sha256": self.arguments_sha256,
-            "verdict": self.verdict,
-            "rule_id": self.rule_id,
-            "stage": self.stage,
-            "reason": self.reason,
-            "outcome": self.outcome,
-            "detail": self.detail,
-            "duration_ms": self.duration_ms,
-            "span_id": self.span_id,
-            "approval": self.approval.as_dict() if self.approval else None,
-        }
-
-
-Step = RunEdgeStep | ModelCallStep | ToolCallStep
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """What the run used.
-
-    ``final``: the run has ended, and these are its own ledger's totals (the ``runs`` row,
-    written once, at its end). Not final: the run has not ended (a durable run parked for
-    approval, a run in flight), its row has no totals yet, so they are counted from the
-    timeline itself, so far: model calls, tokens and model cost from the stored spans (None
-    when no span is stored), tool calls from the audit log as the ledger counts them (those
-    that reached the budget stage), tool fees from the charter when one is given (else None;
-    then the cost is None too), and no elapsed time.
-    """
-
-    model_calls: int | None
-    tool_calls: int
-    tool_errors: int
-    denied_calls: int
-    total_tokens: int | None
-    cost_usd: Decimal | None
-    model_cost_usd: Decimal | None
-    tool_fees_usd: Decimal | None
-    elapsed_seconds: float | None
-    final: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "final": self.final,
-            "model_calls": self.model_calls,
-            "tool_calls": self.tool_calls,
-            "tool_errors": self.tool_errors,
-            "denied_calls": self.denied_calls,
-            "total_tokens": self.total_tokens,
-            "cost_usd": _str(self.cost_usd),
-            "model_cost_usd": _str(self.model_cost_usd),
-            "tool_fees_usd": _str(self.tool_fees_usd),
-            "elapsed_seconds": self.elapsed_seconds,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The charter's budgets per run (``None``: no limit)."""
-
-    max_total_tokens: int | None
-    max_tool_calls: int | None
-    max_usd_per_run: Decimal | None
-    overall_seconds: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "max_total_tokens": self.max_total_tokens,
-            "max_tool_calls": self.max_tool_calls,
-            "max_usd_per_run": None if self.max_usd_per_run is None else str(self.max_usd_per_run),
-            "overall_seconds": self.overall_seconds,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """A run, its usage against its limits, and its steps in time order.
-
-    ``outcome`` is ``running`` while the run has not ended (a durable run parked for
-    approval included). ``usage`` is None when the run's row was pruned; ``limits`` when no
-    charter was given. ``notes`` say what could not be shown and why.
-    """
-
-    run_id: str
-    charter: str
-    charter_sha256: str
-    tenant: str
-    user: str
-    environment: str
-    model: str
-    trace_id: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    outcome: str
-    reason: str
-    rule_id: str | None
-    usage: Usage | None
-    limits: Limits | None
-    steps: tuple[Step, ...]
-    notes: tuple[str, ...]
-
-    @property
-    def ended(self) -> bool:
-        return self.outcome != "running"
-
-    @property
-    def pending_approvals(self) -> list[ApprovalView]:
-        return [
-            s.approval
-            for s in self.steps
-            if isinstance(s, ToolCallStep) and s.approval and s.approval.status == "pending"
-        ]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "charter": self.charter,
-            "charter_sha256": self.charter_sha256,
-            "tenant": self.tenant,
-            "user": self.user,
-            "environment": self.environment,
-            "model": self.model,
-            "trace_id": self.trace_id,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "rule_id": self.rule_id,
-            "usage": self.usage.as_dict() if self.usage else None,
-            "limits": self.limits.as_dict() if self.limits else None,
-            "steps": [step.as_dict() for step in self.steps],
-            "notes": list(self.notes),
-        }
 
 
 class TimelineReader:
@@ -379,7 +143,7 @@ class TimelineReader:
         usage = None
         if row is not None:  # without it, the run is known from its audit records alone
             ended = header["outcome"] != "running"
-            usage = _usage(row) if ended else _usage_so_far(steps, bool(span_rows), charter)
+            usage = usage_of_row(row) if ended else usage_so_far(steps, bool(span_rows), charter)
         return Timeline(
             run_id=run_id,
             usage=usage,
@@ -536,66 +300,6 @@ def _header(row: RunRow | None, records: Sequence[Mapping[str, Any]]) -> dict[st
     }
 
 
-def _usage(row: RunRow) -> Usage:
-    return Usage(
-        model_calls=row.model_calls,
-        tool_calls=row.tool_calls,
-        tool_errors=row.tool_errors,
-        denied_calls=row.denied_calls,
-        total_tokens=row.total_tokens,
-        cost_usd=row.cost_usd,
-        model_cost_usd=row.model_cost_usd,
-        tool_fees_usd=row.tool_fees_usd,
-        elapsed_seconds=row.elapsed_seconds,
-    )
-
-
-def _usage_so_far(steps: Sequence[Step], spans_stored: bool, charter: Charter | None) -> Usage:
-    """What a run that has not ended has used, counted from its timeline (see ``Usage``).
-
-    One source for both: the header can then never disagree with the steps below it. The
-    row's totals are not an option (written only at the end), nor is counting on every call
-    (a database write per model and tool call on the hot path, and one a replayed durable
-    step must not count twice).
-    """
-    models = [s for s in steps if isinstance(s, ModelCallStep)]
-    calls = [s for s in steps if isinstance(s, ToolCallStep)]
-    model_cost: Decimal | None = None
-    if spans_stored and all(m.cost_usd is not None for m in models):
-        model_cost = sum((m.cost_usd for m in models if m.cost_usd is not None), Decimal(0))
-    fees: Decimal | None = None
-    if charter is not None:
-        declared = charter.spec.tools
-        fees = sum(
-            (declared[c.tool].fee_usd for c in calls
-             if c.outcome == "executed" and c.tool in declared),
-            Decimal(0),
-        )  # fmt: skip
-    tokens = sum(m.input_tokens + m.output_tokens for m in models)
-    return Usage(
-        model_calls=len(models) if spans_stored else None,
-        tool_calls=sum(1 for c in calls if c.phase == "call" and _reached_budget(c)),
-        tool_errors=sum(1 for c in calls if c.outcome in ("error", "timeout")),
-        denied_calls=sum(1 for c in calls if c.outcome == "denied"),
-        total_tokens=tokens if spans_stored else None,
-        cost_usd=None if model_cost is None or fees is None else model_cost + fees,
-        model_cost_usd=model_cost,
-        tool_fees_usd=fees,
-        elapsed_seconds=None,
-        final=False,
-    )
-
-
-def _reached_budget(call: ToolCallStep) -> bool:
-    """Whether the ledger counted this call: it got past the kill switch, the allowlist and
-    the argument schema, and its tool-call slot was reserved (a budget refusal was not)."""
-    return call.stage not in _BEFORE_BUDGET and call.outcome != "budget_exceeded"
-
-
-def _str(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
 def _attributes(span: Any) -> dict[str, Any]:
     try:
         value = json.loads(span.attributes)
@@ -654,10 +358,6 @@ def _decimal(value: Any) -> Decimal | None:
         return Decimal(str(value))
     except InvalidOperation:
         return None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _unavailable(database: Database, what: str, exc: SQLAlchemyError) -> DatabaseUnavailable:
