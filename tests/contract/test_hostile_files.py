@@ -383,3 +383,21 @@ def test_values_cedar_cannot_hold_are_problems_at_their_rules(files: CharterFile
             "either side of zero)",
         ),
     ]
+
+
+def test_a_cedar_file_with_too_many_policies_is_refused_unchecked(files: CharterFiles) -> None:
+    # Each raw policy is parsed and type-checked on its own: 9,000 of them took 10 s.
+    files.add("x.cedar", _forbid('context.args.order_id == "O-1"') * 9_000)
+    problem = files.problem(CEDAR_CHARTER)
+    assert (problem.file, problem.line) == (str(files.root / "x.cedar"), 501)
+    assert problem.message == "the Cedar file holds more than 500 policies"
+
+
+def test_a_cedar_file_with_500_policies_loads(files: CharterFiles) -> None:
+    files.add(
+        "x.cedar",
+        "".join(
+            f'@id("r{n}")\n' + _forbid(f'context.args.order_id == "O-{n}"') for n in range(500)
+        ),
+    )
+    assert len(load_charter(files.write(CEDAR_CHARTER)).rules) == 501  # and tools.get_order

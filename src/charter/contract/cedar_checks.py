@@ -32,7 +32,9 @@ from charter.contract.cedar_text import (
 )
 from charter.core.errors import Problem
 
-__all__ = ["CedarChecks", "rule_label"]
+__all__ = ["MAX_RAW_POLICIES", "CedarChecks", "rule_label"]
+
+MAX_RAW_POLICIES = 500
 
 _KNOWN_ANNOTATIONS = frozenset({"id", "verdict", "reason"})
 _ID_ANNOTATION = re.compile(r'@id\("((?:[^"\\]|\\.)*)"\)')
@@ -69,7 +71,20 @@ class CedarChecks:
         """
         file_path = str(self.base / relative)
         extra: list[str] = []
-        for statement in split_cedar_statements(text):
+        statements = split_cedar_statements(text)
+        if len(statements) > MAX_RAW_POLICIES:
+            # Each is parsed and type-checked on its own (to locate its errors), about a
+            # millisecond apiece: a file of ten thousand would take seconds to check.
+            self.problems.append(
+                Problem(
+                    file_path,
+                    statements[MAX_RAW_POLICIES].line,
+                    f"the Cedar file holds more than {MAX_RAW_POLICIES} policies",
+                    "keep raw Cedar for rules the charter file cannot express",
+                )
+            )
+            return compiled.text
+        for statement in statements:
             body = self._raw_statement(
                 compiled, statement.text, statement.line, relative, file_path, schema_json
             )
