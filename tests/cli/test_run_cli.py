@@ -7,13 +7,16 @@ for files nothing and says how to run it so that it can wait.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
 from charter_examples.support_desk.demo import CHARTER_PATH
+from rich.console import Console
 from typer.testing import CliRunner
 
+from charter.cli import render
 from charter.cli.app import app
 
 SECRET = "sk_test_cli_run_5e4d3c2b1a"
@@ -110,3 +113,24 @@ def test_a_run_that_succeeds_or_is_denied_has_no_hint(home: dict[str, str | None
     for ticket in ("T-1001", "T-1006"):
         _, out, _ = run_ticket(env, ticket, "--json")
         assert "hint" not in json.loads(out)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_runs_calls_are_never_cut_at_the_width(
+    home: dict[str, str | None], width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, out, _ = run_ticket({**home, "CHARTER_SECRET_PAYMENTS_REFUND": SECRET}, "T-1003", "--json")
+    result = json.loads(out)
+    shown = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=shown, width=width, color_system=None))
+    render.print_run(result)
+    lines = shown.getvalue().splitlines()
+    assert "…" not in shown.getvalue()
+    for index, call in enumerate(result["tool_calls"], 1):
+        rule = call["decision"]["rule_id"]
+        [line] = [line for line in lines if line.startswith(f"{index}  {call['tool']} ")]
+        assert line.split() == [str(index), call["tool"], call["outcome"], rule]
+    # The refusal's reason is under its call, whole (wrapped, not cut).
+    text = " ".join(shown.getvalue().split())
+    assert "send_email.to must be one address at example.com" in text
+    assert all(len(line) <= width for line in lines[1:])  # the run's line is one line

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from rich.table import Table
+from rich.text import Text
 
 from charter.cli.output import console
 from charter.core.money import format_usd
@@ -33,16 +33,7 @@ def print_run(result: dict[str, Any]) -> None:
         f"[{OUTCOME_STYLE.get(outcome, 'white')}]{outcome}[/]: {result['reason']}",
         soft_wrap=True,
     )
-    calls = result.get("tool_calls", [])
-    table = Table("#", "tool", "outcome", "rule", "reason", box=None, pad_edge=False)
-    for index, call in enumerate(calls, 1):
-        done = call["outcome"] in ("executed", "deferred")
-        style = "green" if done else OUTCOME_STYLE.get(call["outcome"], "red")
-        decision = call["decision"]
-        table.add_row(str(index), call["tool"], f"[{style}]{call['outcome']}[/]",
-                      decision["rule_id"], decision["reason"])  # fmt: skip
-    if calls:
-        console.print(table)
+    _print_calls(result.get("tool_calls", []))
     approval = result.get("approval")
     if approval:
         console.print(
@@ -63,3 +54,26 @@ def print_run(result: dict[str, Any]) -> None:
         )
     if result.get("final_text"):
         console.print(f"agent: {result['final_text']}", markup=False)
+
+
+def _print_calls(calls: list[dict[str, Any]]) -> None:
+    """One line per call (number, tool, outcome, rule: never cut, at any width), and under a
+    call that did not go ahead its reason, or its error, indented and wrapped to the width."""
+    rows = [
+        (str(i), call["tool"], call["outcome"], call["decision"]["rule_id"])
+        for i, call in enumerate(calls, 1)
+    ]
+    widths = [max((len(row[c]) for row in rows), default=0) for c in range(3)]
+    for row, call in zip(rows, calls, strict=True):
+        done = call["outcome"] in ("executed", "deferred")
+        style = "green" if done else OUTCOME_STYLE.get(call["outcome"], "red")
+        line = Text(f"{row[0]:>{widths[0]}}  {row[1]:<{widths[1]}}  ")
+        line.append(f"{row[2]:<{widths[2]}}", style=style)
+        line.append(f"  {row[3]}")
+        console.print(line, overflow="fold")
+        if not done:
+            why = call.get("detail") if call.get("failure") else call["decision"]["reason"]
+            indent = widths[0] + 4
+            for part in Text(str(why)).wrap(console, max(console.width - indent, 20)):
+                part.rstrip()
+                console.print(Text(" " * indent) + part, overflow="fold")
