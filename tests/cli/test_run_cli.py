@@ -134,3 +134,16 @@ def test_the_runs_calls_are_never_cut_at_the_width(
     text = " ".join(shown.getvalue().split())
     assert "send_email.to must be one address at example.com" in text
     assert all(len(line) <= width for line in lines[1:])  # the run's line is one line
+
+
+def test_runs_show_of_a_run_that_could_not_wait_says_nothing_was_filed(
+    home: dict[str, str | None],
+) -> None:
+    env = {**home, "CHARTER_SECRET_PAYMENTS_REFUND": SECRET}
+    _, out, _ = run_ticket(env, "T-1002", "--json")
+    run_id = json.loads(out)["run_id"]
+    shown = CliRunner().invoke(app, ["runs", "show", run_id], env=env)
+    assert shown.exit_code == 1, shown.stdout + shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "issue_refund" in text
+    assert "no approval request was filed: the run could not wait for a decision" in text

@@ -46,6 +46,10 @@ _PHASE_LABEL: Final = {
     "discard": "discard (deferred)",
     "compensate": "compensate",
 }
+_NOT_FILED: Final = (
+    "no approval request was filed: the run could not wait for a decision (a durable run, "
+    "charter run --durable or --detach, files one and waits)"
+)
 _APPROVAL_STYLE: Final = {"pending": "yellow", "approved": "green", "executed": "green"}
 
 
@@ -222,6 +226,9 @@ def _add_tool_call(parent: Tree, at: Text, step: ToolCallStep) -> None:
         node.add(Text("queued: runs only once the whole run has succeeded", style="dim"))
     if step.approval is not None:
         _add_approval(node, step.approval)
+    elif step.outcome == "approval_required" and step.phase == "call":
+        # An in-process run cannot wait for a decision, so its call filed nothing.
+        node.add(Text(_NOT_FILED, style="yellow"))
 
 
 def _add_approval(parent: Tree, a: ApprovalView) -> None:
