@@ -401,3 +401,23 @@ def test_a_cedar_file_with_500_policies_loads(files: CharterFiles) -> None:
         ),
     )
     assert len(load_charter(files.write(CEDAR_CHARTER)).rules) == 501  # and tools.get_order
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        ("tools:\n  get_order: {effect: read}\n? a: {b: c}\n: 1\n", 7),  # found by the fuzzer
+        ("tools:\n  get_order: {effect: read}\n{ {a: {b: c}}: d }: 1\n", 7),
+        ("tools:\n  get_order: {effect: read}\n[a, {b: c}]: 1\n", 7),
+        ("tools:\n  get_order: {effect: read}\nx: { [a, [b, {c: d}]]: d }\n", 7),
+        ("tools:\n  get_order: {effect: read}\nx: &m {a: {b: c}}\ny: {*m : 1}\n", 8),
+    ],
+    ids=["explicit-key", "flow-mapping-key", "flow-list-key", "nested-list-key", "alias-key"],
+)
+def test_a_mapping_or_list_as_a_key_is_a_problem_not_a_type_error(
+    files: CharterFiles, body: str, line: int
+) -> None:
+    # ruamel raised TypeError (unhashable CommentedMap) building these.
+    problem = files.problem(body)
+    assert problem.line == line
+    assert problem.message == "a key must be text, not a mapping, a list or an alias"

@@ -19,10 +19,16 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.tokens import (
+    AliasToken,
+    AnchorToken,
+    BlockEntryToken,
+    BlockMappingStartToken,
+    BlockSequenceStartToken,
     FlowMappingEndToken,
     FlowMappingStartToken,
     FlowSequenceEndToken,
     FlowSequenceStartToken,
+    KeyToken,
     ScalarToken,
     TagToken,
 )
@@ -41,6 +47,14 @@ _MAX_TOKENS = 50_000
 _MAX_MESSAGE = 500
 _MAX_DIGITS = 1_000  # far above any amount, far below Python's 4,300-digit int limit
 _LONG_NUMBER = re.compile(r"[-+]?[0-9_:.eE+-]+|[-+]?0[xob][0-9a-fA-F_]+")
+_NOT_A_KEY = (
+    AliasToken,
+    BlockEntryToken,
+    BlockMappingStartToken,
+    BlockSequenceStartToken,
+    FlowMappingStartToken,
+    FlowSequenceStartToken,
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 Loc = Sequence[str | int]
@@ -119,7 +133,7 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
         return Problem(shown, 1, f"invalid YAML: {exc}", "fix the syntax")
     except RecursionError:
         return Problem(shown, 1, "YAML nests too deeply", f"keep nesting under {_MAX_DEPTH}")
-    except ValueError as exc:  # a constructor refusing a value _scan let through
+    except (ValueError, TypeError) as exc:  # a constructor refusing what _scan let through
         return Problem(shown, 1, f"invalid YAML: {clip(str(exc))}", "fix the value")
     size_problem = _check_size(data, shown)
     if size_problem is not None:
@@ -131,8 +145,20 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDocument | Problem:
 def _scan(text: str, shown: str) -> Problem | None:
     """Bound tokens and flow nesting, and refuse tags, before the (slower) parser runs."""
     depth = 0
+    after_key = False  # the previous token (anchors aside) opened a mapping key
     try:
         for count, token in enumerate(YAML(typ="rt").scan(text)):
+            if after_key and isinstance(token, _NOT_A_KEY):
+                # A mapping or list as a key (`? {a: b}: c`, `[a, b]: c`) or an alias to one:
+                # nothing in a charter has one, and ruamel fails building some of them.
+                return Problem(
+                    shown,
+                    token.start_mark.line + 1,
+                    "a key must be text, not a mapping, a list or an alias",
+                    "write the key as plain text",
+                )
+            if not isinstance(token, AnchorToken):
+                after_key = isinstance(token, KeyToken)
             if count > _MAX_TOKENS:
                 return Problem(
                     shown,
