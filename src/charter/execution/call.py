@@ -53,6 +53,8 @@ class PendingCall:
     arguments_sha256: str = ""
     reservation: Reservation | None = None
     approval_id: str | None = None
+    # The run's step this call is (0 for a dry decision and for settling effects).
+    step: int = 0
     # Names this call's audit record so a durable step run twice records it once.
     event_id: str = ""
     # ``run_id:step``: handed to the tool, and what a used approval is bound to.

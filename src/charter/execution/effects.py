@@ -25,8 +25,13 @@ __all__ = ["CompensableWrite", "DeferredEffect", "RunEffects"]
 
 @dataclass(frozen=True, slots=True)
 class DeferredEffect:
-    """A decided call waiting for the run to succeed."""
+    """A decided call waiting for the run to succeed.
 
+    ``step`` is the run's step that decided it: sending or discarding it is recorded under
+    that step, never under ``call_id``, which the model wrote and may reuse.
+    """
+
+    step: int
     call_id: str
     tool: str
     arguments: dict[str, Any]  # validated values, as the tool receives them
@@ -38,8 +43,10 @@ class DeferredEffect:
 
 @dataclass(frozen=True, slots=True)
 class CompensableWrite:
-    """An executed write and the tool that takes it back."""
+    """An executed write and the tool that takes it back (``step``: the run's step that
+    wrote it, which names its compensation's record; see ``DeferredEffect``)."""
 
+    step: int
     call_id: str
     tool: str
     compensation: str
@@ -61,6 +68,7 @@ class RunEffects:
             "settled": self.settled,
             "deferred": [
                 {
+                    "step": d.step,
                     "call_id": d.call_id,
                     "tool": d.tool,
                     "canonical_arguments": d.canonical_arguments,
@@ -72,6 +80,7 @@ class RunEffects:
             ],
             "writes": [
                 {
+                    "step": w.step,
                     "call_id": w.call_id,
                     "tool": w.tool,
                     "compensation": w.compensation,
@@ -93,6 +102,7 @@ class RunEffects:
         self.settled = bool(snapshot["settled"])
         self.deferred = [
             DeferredEffect(
+                step=_step(d),
                 call_id=d["call_id"],
                 tool=d["tool"],
                 arguments=validate(d["tool"], d["canonical_arguments"]),
@@ -103,7 +113,7 @@ class RunEffects:
             )
             for d in snapshot["deferred"]
         ]
-        self.writes = [CompensableWrite(**w) for w in snapshot["writes"]]
+        self.writes = [CompensableWrite(**{**w, "step": _step(w)}) for w in snapshot["writes"]]
 
     def take(self) -> tuple[list[DeferredEffect], list[CompensableWrite]]:
         """Hand over everything to settle, once; a second call gets nothing."""
@@ -113,3 +123,11 @@ class RunEffects:
         deferred, writes = self.deferred, self.writes
         self.deferred, self.writes = [], []
         return deferred, writes
+
+
+def _step(stored: dict[str, Any]) -> int:
+    """The step of a stored effect. One recorded before effects kept their step (a durable
+    run from an older version) has it at the end of its idempotency key, ``run_id:step``."""
+    if "step" in stored:
+        return int(stored["step"])
+    return int(str(stored["idempotency_key"]).rsplit(":", 1)[1])

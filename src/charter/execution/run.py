@@ -209,8 +209,11 @@ class Run:
             clock.monotonic(),
         )
         self._step += 1
-        call.event_id = f"{self.id}/call/{self._step}"
-        call.idempotency_key = f"{self.id}:{self._step}"
+        # Read from the call from here on, not from the run: another call of this run may
+        # take the next step while this one's tool is running.
+        call.step = self._step
+        call.event_id = f"{self.id}/call/{call.step}"
+        call.idempotency_key = f"{self.id}:{call.step}"
         decision = self._guard(call, _GUARDS)
         if decision.verdict is Verdict.DENY:
             return self._refuse(call, decision)
@@ -234,7 +237,12 @@ class Run:
             if decl.effect == "write" and decl.compensate is not None:
                 self.effects.writes.append(
                     CompensableWrite(
-                        call.call_id, call.tool, decl.compensate, call.canonical_arguments, key
+                        call.step,
+                        call.call_id,
+                        call.tool,
+                        decl.compensate,
+                        call.canonical_arguments,
+                        key,
                     )
                 )
             value = self.redact(execution.value)
@@ -302,6 +310,7 @@ class Run:
         self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
         self.effects.deferred.append(
             DeferredEffect(
+                call.step,
                 call.call_id,
                 call.tool,
                 call.arguments,
@@ -337,7 +346,7 @@ class Run:
 
     async def _send(self, effect: DeferredEffect) -> str | None:
         """Run one deferred effect; None when it executed, else what went wrong."""
-        call = self._effect_call(effect.tool, effect.call_id, "send")
+        call = self._effect_call(effect.tool, effect.call_id, "send", effect.step)
         call.arguments = effect.arguments
         call.canonical_arguments = effect.canonical_arguments
         call.arguments_sha256 = effect.arguments_sha256
@@ -360,7 +369,7 @@ class Run:
         return None if execution.outcome == "executed" else execution.text
 
     def _discard(self, effect: DeferredEffect, failure: str | None) -> None:
-        call = self._effect_call(effect.tool, effect.call_id, "discard")
+        call = self._effect_call(effect.tool, effect.call_id, "discard", effect.step)
         call.canonical_arguments = effect.canonical_arguments
         call.arguments_sha256 = effect.arguments_sha256
         why = failure or "the run did not succeed"
@@ -368,7 +377,9 @@ class Run:
         self._finish(call, decision, "discarded", f"DISCARDED: {why}", None)
 
     async def _compensate(self, write: CompensableWrite) -> None:
-        call = self._effect_call(write.compensation, f"{write.call_id}:compensate", "compensate")
+        call = self._effect_call(
+            write.compensation, f"{write.call_id}:compensate", "compensate", write.step
+        )
         assert call.spec is not None
         accepted = call.spec.json_schema.get("properties", {})
         call.raw_arguments = {k: v for k, v in write.arguments.items() if k in accepted}
@@ -392,10 +403,14 @@ class Run:
         self._finish(call, decision, execution.outcome, execution.text, execution.value,
                      failure=execution.failure)  # fmt: skip
 
-    def _effect_call(self, tool: str, call_id: str, kind: str) -> PendingCall:
+    def _effect_call(self, tool: str, call_id: str, kind: str, step: int) -> PendingCall:
         clock = self.services.clock
         call = PendingCall(tool, {}, call_id, os.urandom(8).hex(), clock.monotonic())
-        call.event_id = f"{self.id}/{kind}/{call_id}"
+        # Named by the step of the call it settles: unique within the run and the same when
+        # a durable run settles again after a crash. Never by ``call_id``: the model wrote
+        # it, may reuse it, and a reused one would make the audit log drop the second record
+        # as a duplicate of the first.
+        call.event_id = f"{self.id}/{kind}/{step}"
         call.spec = self.charter.tools[tool]
         call.decl = self.charter.spec.tools[tool]
         return call
@@ -415,7 +430,7 @@ class Run:
             outcome: ToolCallOutcome = "approval_required"
             approval = ApprovalRequest(
                 # Derived, not random: a step re-run after a crash files the same request.
-                id=f"apr_{sha256_hex(f'{self.id}:{self._step}')[:32]}",
+                id=f"apr_{sha256_hex(f'{self.id}:{call.step}')[:32]}",
                 run_id=self.id,
                 tenant=self.principal.tenant,
                 requested_by=self.principal.user,
