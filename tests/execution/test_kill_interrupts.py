@@ -371,8 +371,12 @@ def test_an_outer_cancellation_is_not_taken_for_a_kill(
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(scenario())
     assert gate.cancelled.is_set()
-    assert not gate.contexts[0].cancelled
-    assert [r.entry.outcome for r in tool_records(memory_runtime)] == []
+    # The tool is told it was the host, not a kill (test_host_cancellation.py has the rest).
+    assert gate.contexts[0].cancellation.scope == "host"
+    [record] = tool_records(memory_runtime)
+    assert record.entry.outcome == "interrupted"
+    assert "cancelled by its host" in record.entry.detail
+    assert "kill switch" not in record.entry.detail
 
 
 def test_an_outer_cancellation_at_the_same_time_as_a_kill_still_propagates(
@@ -394,7 +398,11 @@ def test_an_outer_cancellation_at_the_same_time_as_a_kill_still_propagates(
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(asyncio.wait_for(scenario(), NO_HANG))
     assert gate.cancelled.is_set()
-    assert [r.entry.outcome for r in tool_records(memory_runtime)] == []
+    # Recorded as the host's cancellation, the kill that landed with it noted.
+    [record] = tool_records(memory_runtime)
+    assert record.entry.outcome == "interrupted"
+    assert "cancelled by its host" in record.entry.detail
+    assert f"the kill switch ({SCOPE}) was pulled" in record.entry.detail
 
 
 def test_a_killed_run_compensates_and_the_kill_does_not_interrupt_the_undo(

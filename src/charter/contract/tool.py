@@ -46,7 +46,9 @@ class ToolContext:
 
     ``ctx.cancellation.wait(seconds)`` sleeps or backs off in a way a kill cuts short. A
     tool that never checks finishes its work; it is then recorded as executed, with the
-    kill noted, and the run stops at its next step.
+    kill noted, and the run stops at its next step. The host cancelling the task that runs
+    the run sets the signal too (its scope is ``host``): the call is recorded as
+    interrupted, and the host's cancellation goes on.
 
     Attributes:
         run_id: the run this call belongs to.
@@ -57,7 +59,8 @@ class ToolContext:
         environment: ``dev``, ``staging`` or ``prod``.
         credential: the credential the charter names for this tool, resolved at call time.
         resources: objects the host made available to tools (clients, connections...).
-        cancellation: this call's stop signal, set when a kill lands while it runs.
+        cancellation: this call's stop signal, set when a kill lands while it runs (or the
+            host cancels the run: scope ``host``).
     """
 
     run_id: str
@@ -72,7 +75,8 @@ class ToolContext:
 
     @property
     def cancelled(self) -> bool:
-        """True once a kill switch covering this run was pulled while the call runs."""
+        """True once a kill switch covering this run was pulled while the call runs, or the
+        run's host cancelled it."""
         return self.cancellation.cancelled
 
     def raise_if_cancelled(self) -> None:

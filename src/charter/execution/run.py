@@ -11,6 +11,7 @@ dry run (no kill switch; nothing executed, filed or recorded), for policy what-i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Sequence
@@ -264,6 +265,10 @@ class Run:
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
         result = self._finish(call, final, execution.outcome, execution.text, execution.value,
                               failure=execution.failure, note=execution.note)  # fmt: skip
+        if execution.cancelled is not None:
+            # The host cancelled the task running the run while the tool ran: recorded and
+            # charged above, as it had started; the cancellation is the host's, so it goes on.
+            raise execution.cancelled
         if execution.kill is not None:
             # A kill stopped the running tool (outcome interrupted; the policy had allowed
             # it, the detail names the kill): recorded and charged, as it had started, and
@@ -332,11 +337,18 @@ class Run:
         """
         deferred, writes = self.effects.take()
         failure: str | None = None
-        for effect in deferred:
+        for index, effect in enumerate(deferred):
             if not succeeded or failure is not None:
                 self._discard(effect, failure)
                 continue
-            problem = await self._send(effect)
+            try:
+                problem = await self._send(effect)
+            except asyncio.CancelledError:
+                # The host cancelled the run while it sent (that send is recorded): what it
+                # had not sent yet never will be, and the record says so before it goes on.
+                for rest in deferred[index + 1 :]:
+                    self._discard(rest, "the run was cancelled by its host while it settled")
+                raise
             if problem is not None:
                 failure = f"deferred {effect.tool} ({effect.call_id}) failed: {problem}"
         if not succeeded or failure is not None:
@@ -366,6 +378,8 @@ class Run:
         )
         self._finish(call, decision, execution.outcome, execution.text, execution.value,
                      failure=execution.failure, note=execution.note)  # fmt: skip
+        if execution.cancelled is not None:
+            raise execution.cancelled  # recorded; the host's cancellation goes on up
         return None if execution.outcome == "executed" else execution.text
 
     def _discard(self, effect: DeferredEffect, failure: str | None) -> None:
@@ -402,6 +416,8 @@ class Run:
         )
         self._finish(call, decision, execution.outcome, execution.text, execution.value,
                      failure=execution.failure)  # fmt: skip
+        if execution.cancelled is not None:
+            raise execution.cancelled  # recorded; the host's cancellation goes on up
 
     def _effect_call(self, tool: str, call_id: str, kind: str, step: int) -> PendingCall:
         clock = self.services.clock

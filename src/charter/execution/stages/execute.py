@@ -9,8 +9,13 @@ While the tool runs, the call is registered with the process's kill watch (``kil
 a kill pulled meanwhile cancels an async tool's task and sets every tool's
 ``ctx.cancellation``. A call the kill stopped (the kill's cancellation, or the tool's own
 ``ctx.raise_if_cancelled()``) ends ``interrupted``; a tool that ignored the signal and
-finished ends ``executed``, with the kill noted, because its work was done. A cancellation
-that is not the kill's (the host cancelling the whole run) propagates, as before.
+finished ends ``executed``, with the kill noted, because its work was done.
+
+A cancellation that is not the kill's (the host cancelling the task running the whole run)
+also ends the call ``interrupted``, its detail saying the run's host cancelled it, and sets
+``ctx.cancellation`` (scope ``host``) so a sync tool still running in its worker thread can
+stop too; the caller records and charges the call, as it had started, and then re-raises
+the ``CancelledError`` (``Execution.cancelled``): the host's cancellation is never swallowed.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
     from charter.execution.call import FailureKind, PendingCall
     from charter.execution.run import Run
 
-__all__ = ["Execution", "execute"]
+__all__ = ["HOST_SCOPE", "Execution", "execute"]
 
 _MAX_MODEL_TEXT = 65_536
 _THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="charter-tool")
@@ -48,6 +53,8 @@ class Execution:
     failure: FailureKind | None = None  # why it did not execute (see execution/call.py)
     kill: ActiveKill | None = None  # the kill that interrupted the call (outcome interrupted)
     note: str = ""  # redacted; an executed call's remark for the audit (a kill it outran)
+    # The host's cancellation of the run, to re-raise once the call is recorded and charged.
+    cancelled: asyncio.CancelledError | None = None
 
 
 async def execute(
@@ -110,9 +117,11 @@ async def execute(
             future = loop.run_in_executor(_THREADS, call.spec.call, call.arguments, context)
             async with asyncio.timeout(timeout):
                 value = await future
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as cancelled:
         if flight is None or not flight.stopped_by_kill():
-            raise  # not the kill's: the host is stopping the whole run
+            # Not the kill's: the host is stopping the whole run. The tool had started, so
+            # the call is recorded and charged before the cancellation goes on up.
+            return _cancelled_by_host(run, call, cancellation, idempotency_key, cancelled)
         kill = ActiveKill(cancellation.scope or "unknown", cancellation.reason)
         return _interrupted(run, call, kill, idempotency_key)
     except KillSignal as signal:
@@ -149,6 +158,30 @@ def _interrupted(run: Run, call: PendingCall, kill: ActiveKill, key: str) -> Exe
         f"{kill.reason}. It may have done part of its work; idempotency key {key}"
     )
     return Execution("interrupted", None, _clean(run.redact_text(text)), kill=kill)
+
+
+HOST_SCOPE = "host"
+"""The ``ToolContext.cancellation`` scope of a call whose run its host cancelled."""
+
+
+def _cancelled_by_host(
+    run: Run,
+    call: PendingCall,
+    cancellation: Cancellation,
+    key: str,
+    cancelled: asyncio.CancelledError,
+) -> Execution:
+    assert call.spec is not None
+    kill = _kill_noted(cancellation)  # before telling the tool, which sets the signal
+    cancellation.cancel(HOST_SCOPE, "the run was cancelled by its host")
+    text = (
+        f"INTERRUPTED: the run was cancelled by its host while {call.tool} ran{kill}. It may "
+        f"have done part of its work; idempotency key {key}"
+    )
+    if not call.spec.is_async:
+        # Python cannot stop a thread: the tool is told (ctx.cancellation) and may go on.
+        text += "; it was told to stop but may still finish in its worker thread"
+    return Execution("interrupted", None, _clean(run.redact_text(text)), cancelled=cancelled)
 
 
 def _kill_noted(cancellation: Cancellation) -> str:
