@@ -53,7 +53,7 @@ def test_list_json_says_what_each_request_repeats(inbox: Inbox) -> None:
     _repeat_of_apr_1(inbox, run_id="run_1")
     code, out, _ = inbox.invoke("list", "--json")
     assert code == 0
-    by_id = {r["id"]: r["repeat_of"] for r in json.loads(out)}
+    by_id = {r["id"]: r["repeat_of"] for r in json.loads(out)["requests"]}
     assert by_id["apr_1"] is None
     assert by_id["apr_2"] is None  # another tenant's
     repeat = by_id["apr_again"]

@@ -109,16 +109,16 @@ def test_list_prints_one_aligned_line_per_request_newest_first(inbox: Inbox) -> 
 def test_list_filters_and_json(inbox: Inbox) -> None:
     code, out, _ = inbox.invoke("list", "--tenant", "acme", "--json")
     assert code == 0
-    [only] = json.loads(out)
+    [only] = json.loads(out)["requests"]
     assert only["id"] == "apr_1"
     assert only["arguments"] == ARGUMENTS
     assert only["status"] == "pending"
     code, out, _ = inbox.invoke("list", "--status", "approved", "--json")
-    assert (code, json.loads(out)) == (0, [])
+    assert (code, json.loads(out)["requests"]) == (0, [])
     code, out, _ = inbox.invoke("list", "--status", "approved")
     assert (code, out.strip()) == (0, "no approval requests with status 'approved'")
     code, out, _ = inbox.invoke("list", "-n", "1", "--json")
-    assert [r["id"] for r in json.loads(out)] == ["apr_2"]
+    assert [r["id"] for r in json.loads(out)["requests"]] == ["apr_2"]
 
 
 def test_list_refuses_an_unknown_status(inbox: Inbox) -> None:

@@ -108,4 +108,4 @@ def test_the_demo_leaves_no_orphan_approval_requests(tmp_path: Path) -> None:
     listed = CliRunner().invoke(app, ["approvals", "list", "--status", "pending", "--json"],
                                 env=env)  # fmt: skip
     assert listed.exit_code == 0, listed.stdout + listed.stderr
-    assert json.loads(listed.stdout) == []
+    assert json.loads(listed.stdout)["requests"] == []

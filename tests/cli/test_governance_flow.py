@@ -112,7 +112,7 @@ def test_an_approval_request_reaches_the_inbox_and_is_decided_by_an_approver(
 
     code, out, _ = invoke(env, "approvals", "list", "--json")
     assert code == 0
-    [listed] = json.loads(out)
+    [listed] = json.loads(out)["requests"]
     assert listed["id"] == request_id
     assert listed["status"] == "pending"
     assert listed["arguments_sha256"] == request.arguments_sha256

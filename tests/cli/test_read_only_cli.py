@@ -117,7 +117,10 @@ def test_tail_says_how_many_older_records_it_left_out(copy: Path) -> None:
     result = CliRunner().invoke(app, ["audit", "tail", "-n", "3"], env=env)
     assert result.exit_code == 0
     assert len(result.stdout.splitlines()) == 3  # stdout stays one line per record
-    assert f"{total - 3} older record(s) not shown" in result.stderr
+    assert (
+        f"{total - 3} older records not shown (the latest 3 of {total}); use -n {total} to "
+        "list them all"
+    ) in " ".join(result.stderr.split())
     result = CliRunner().invoke(app, ["audit", "tail", "-n", str(total)], env=env)
     assert "not shown" not in result.stderr
 

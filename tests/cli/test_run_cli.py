@@ -90,7 +90,7 @@ def test_a_run_that_cannot_wait_files_nothing_and_says_how_to_wait(
     # Nothing orphaned in the inbox: an approver has nothing to decide that nobody waits on.
     listed = CliRunner().invoke(app, ["approvals", "list", "--json"], env=env)
     assert listed.exit_code == 0, listed.stdout + listed.stderr
-    assert json.loads(listed.stdout) == []
+    assert json.loads(listed.stdout)["requests"] == []
 
 
 def test_a_run_that_cannot_wait_says_so_in_the_json(home: dict[str, str | None]) -> None:

@@ -21,6 +21,8 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_autonomy_report_keeps_a_tool_without_evidence() -> None:
+    # A reading command: it opens an existing database read-only and never creates one.
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     result = runner.invoke(app, ["autonomy", "report", str(EXAMPLE / "charter.yaml"), "--json"])
     assert result.exit_code == 0, result.stdout
     (tool,) = json.loads(result.stdout)["tools"]

@@ -20,7 +20,15 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import JsonOption, check_text, console, emit_json, fail
+from charter.cli.output import (
+    JsonOption,
+    check_text,
+    console,
+    emit_json,
+    fail,
+    left_out,
+    tell_left_out,
+)
 from charter.cli.state import open_state
 from charter.core.canonical import canonical_json, sha256_hex
 from charter.core.clock import SystemClock
@@ -43,6 +51,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+_MOST = 10_000  # the largest -n
+
 IdArgument = Annotated[str, typer.Argument(help="The request id (apr_...).", show_default=False)]
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why; required for all but approve.", show_default=False)
@@ -59,10 +69,11 @@ AsOption = Annotated[
 
 
 @contextmanager
-def _store(as_json: bool) -> Iterator[ApprovalStore]:
-    """The approvals inbox on the configured database; decisions land in the audit log."""
+def _store(as_json: bool, *, read_only: bool = False) -> Iterator[ApprovalStore]:
+    """The approvals inbox on the configured database; decisions land in the audit log.
+    ``read_only`` for the commands that only look: they work on a read-only copy too."""
     clock = SystemClock()
-    with open_state(as_json) as state:
+    with open_state(as_json, must_exist=read_only, read_only=read_only) as state:
         try:
             store = ApprovalStore(state.database, clock, state.bus,
                                   RoleGrants(state.database, clock))  # fmt: skip
@@ -81,7 +92,7 @@ def list_command(
         typer.Option(help=f"Only requests in this status: {', '.join(STATUSES)}."),
     ] = None,
     limit: Annotated[
-        int, typer.Option("-n", "--limit", min=1, max=10_000, help="How many, newest first.")
+        int, typer.Option("-n", "--limit", min=1, max=_MOST, help="How many, newest first.")
     ] = 50,
     as_json: JsonOption = False,
 ) -> None:
@@ -92,14 +103,20 @@ def list_command(
 
     Exit codes: 0 listed (even none); 2 bad filter or no database.
     """
-    with _store(as_json) as store:
+    with _store(as_json, read_only=True) as store:
         try:
             records = store.list(tenant=tenant, status=status, limit=limit)
+            # Counted only when the listing is full: then it may have been cut.
+            total = store.count(tenant=tenant, status=status) if len(records) == limit else 0
             repeats = store.earlier_approvals(records)
         except UserError as exc:
             fail(str(exc), as_json=as_json)
     if as_json:
-        emit_json([_with_repeat(record, repeats.get(record.id)) for record in records])
+        emit_json({
+            "ok": True,
+            "requests": [_with_repeat(record, repeats.get(record.id)) for record in records],
+            **left_out(len(records), total),
+        })  # fmt: skip
         return
     if not records:
         console.print("no approval requests" + _filters(tenant, status), markup=False)
@@ -125,6 +142,7 @@ def list_command(
         earlier = repeats.get(record.id)
         repeat = f"  [{earlier.describe()}]" if earlier else ""
         console.print(f"{cells}  {record.reason}{repeat}", markup=False, soft_wrap=True)
+    tell_left_out(len(records), total, "approval requests", most=_MOST)
 
 
 @app.command()
@@ -134,7 +152,7 @@ def show(id: IdArgument, as_json: JsonOption = False) -> None:
 
     Exit codes: 0 shown; 2 no such request or no database.
     """
-    with _store(as_json) as store:
+    with _store(as_json, read_only=True) as store:
         try:
             record = store.get(id)
             earlier = store.earlier_approvals([record]).get(record.id)

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail, stderr
+from charter.cli.output import (
+    EXIT_FAILED,
+    JsonOption,
+    console,
+    emit_json,
+    fail,
+    stderr,
+    tell_left_out,
+)
 from charter.cli.state import open_state
 from charter.core.errors import UserError
 from charter.storage import Database
@@ -76,7 +84,7 @@ def tail(
     """Show the latest audit records, oldest first (and how many older ones are not shown)."""
     with open_state(as_json, must_exist=True, read_only=True) as state:
         records = state.audit.tail(limit, tenant)
-        older = state.audit.count(tenant) - len(records) if len(records) == limit else 0
+        total = state.audit.count(tenant) if len(records) == limit else len(records)
     if as_json:
         emit_json([record.as_dict() for record in records])
         return
@@ -91,12 +99,7 @@ def tail(
             markup=False,
             soft_wrap=True,
         )
-    if older > 0:
-        # On stderr: stdout stays one line per record for grep.
-        stderr.print(
-            f"{older} older record(s) not shown; use -n to show more (up to 10000)",
-            soft_wrap=True,
-        )
+    tell_left_out(len(records), total, "records", most=10_000)
 
 
 def _read_only_reason(database: Database, as_json: bool) -> str | None:

@@ -15,15 +15,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail
+from charter.cli.output import EXIT_FAILED, JsonOption, console, emit_json, fail, tell_left_out
+from charter.cli.state import open_state
+from charter.core.clock import SystemClock
 from charter.core.errors import UserError
 from charter.core.settings import Settings
 from charter.evaluation.report_file import read_report
 from charter.governance.service import Governance
 from charter.runtime import Runtime
 
+# A person acting on governance is an operator, like an approver or whoever pulls a kill
+# switch: CHARTER_USER names the user a run acts for, and read here it would make that user
+# the promoter (and "prod needs a second person" a formality).
 AsOption = Annotated[
-    str, typer.Option("--as", help="Who does this (recorded).", envvar="CHARTER_USER")
+    str, typer.Option("--as", help="Who does this (recorded).", envvar="CHARTER_OPERATOR")
 ]
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why (recorded in the changelog and audit log).")
@@ -42,11 +47,24 @@ rollout_app = typer.Typer(
 
 @contextmanager
 def _governance(as_json: bool) -> Iterator[Governance]:
+    """Governance for a command that changes it: audited on a runtime's bus."""
     try:
         with Runtime(Settings.from_env()) as runtime:
             yield runtime.governance
     except UserError as exc:
         fail(str(exc), as_json=as_json)
+
+
+@contextmanager
+def _reading(as_json: bool) -> Iterator[Governance]:
+    """Governance for a command that only reads: on the database opened read-only, so it
+    works on a read-only mount, an archived copy or a SELECT-only role, and creates nothing
+    (no database where there is none: that is an error saying where it looked)."""
+    with open_state(as_json, must_exist=True, read_only=True) as state:
+        try:
+            yield Governance(state.database, SystemClock(), state.bus, Settings.from_env())
+        except UserError as exc:
+            fail(str(exc), as_json=as_json)
 
 
 # -- releases ------------------------------------------------------------------------------
@@ -84,7 +102,7 @@ def release_list(
     as_json: JsonOption = False,
 ) -> None:
     """Every release, oldest first."""
-    with _governance(as_json) as governance:
+    with _reading(as_json) as governance:
         releases = governance.releases.list(charter)
     if as_json:
         emit_json([r.as_dict() for r in releases])
@@ -107,7 +125,7 @@ def release_show(
     as_json: JsonOption = False,
 ) -> None:
     """A release: who made it and why, its files, where it is promoted and serving."""
-    with _governance(as_json) as governance:
+    with _reading(as_json) as governance:
         release = governance.releases.get(ref)
         promotions = governance.promotions.of_release(release.id)
     data = {**release.as_dict(), "promotions": [p.as_dict() for p in promotions]}
@@ -137,7 +155,7 @@ def release_diff(
     budgets; loosened rules (a raised threshold, a removed deny, a larger budget) first."""
     from charter.governance.diff import diff_releases
 
-    with _governance(as_json) as governance:
+    with _reading(as_json) as governance:
         diff = diff_releases(governance.releases.get(old), governance.releases.get(new))
     if as_json:
         emit_json(diff.as_dict())
@@ -316,7 +334,7 @@ def rollout_status(
     as_json: JsonOption = False,
 ) -> None:
     """What serves the environment now and, during a rollout, how the guard sees it."""
-    with _governance(as_json) as governance:
+    with _reading(as_json) as governance:
         deployment = governance.traffic.require(charter, env)
         verdict = (
             governance.guard(charter, env) if deployment.candidate_release is not None else None
@@ -380,7 +398,7 @@ def changelog(
 ) -> None:
     """Every governance action, oldest first: releases, promotions, traffic changes,
     rollbacks (by people and by the rollout guard), with who, when and why."""
-    with _governance(as_json) as governance:
+    with _reading(as_json) as governance:
         entries = governance.log.history(charter_name=charter, environment=env, limit=limit)
         total = governance.log.count(charter_name=charter, environment=env)
         labels = {name: governance.labels(name) for name in {e.charter_name for e in entries}}
@@ -400,11 +418,7 @@ def changelog(
             escape(e.reason[:80]),
         )
     console.print(table)
-    if total > len(entries):
-        console.print(
-            f"{total - len(entries)} older entries not shown (the latest {len(entries)} of "
-            f"{total}); use -n {total} to list them all"
-        )
+    tell_left_out(len(entries), total, "entries")
 
 
 def whatif(
@@ -438,7 +452,7 @@ def whatif(
     from charter.governance.releases import charter_file_of
     from charter.governance.whatif import what_if
 
-    with _governance(as_json) as governance:
+    with _reading(as_json) as governance:
         try:
             if candidate.exists():
                 charter = Charter.load(charter_file_of(candidate))
@@ -524,7 +538,7 @@ def autonomy(
     from charter.governance.autonomy import autonomy_report, proposed_charter_text
     from charter.governance.releases import charter_file_of
 
-    with _governance(as_json) as governance:
+    with _reading(as_json) as governance:
         try:
             charter = Charter.load(charter_file_of(charter_file))
             window_start = (

@@ -48,9 +48,10 @@ OperatorOption = Annotated[
 
 
 @contextmanager
-def _opened(as_json: bool) -> Iterator[tuple[KillSwitchStore, State]]:
-    """The store on the configured database, audited; errors exit 2 with the message."""
-    with open_state(as_json) as state:
+def _opened(as_json: bool, *, read_only: bool = False) -> Iterator[tuple[KillSwitchStore, State]]:
+    """The store on the configured database, audited; errors exit 2 with the message.
+    ``read_only`` for --list: it works on a read-only copy too."""
+    with open_state(as_json, must_exist=read_only, read_only=read_only) as state:
         try:
             store = KillSwitchStore(state.database, SystemClock(), state.bus)
             try:
@@ -177,7 +178,7 @@ def revive(
 
 
 def _list(as_json: bool) -> None:
-    with _opened(as_json) as (store, _):
+    with _opened(as_json, read_only=True) as (store, _):
         records = store.active()
     if as_json:
         emit_json({"ok": True, "kills": [record.as_dict() for record in records]})

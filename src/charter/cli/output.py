@@ -23,7 +23,9 @@ __all__ = [
     "console",
     "emit_json",
     "fail",
+    "left_out",
     "stderr",
+    "tell_left_out",
 ]
 
 EXIT_OK = 0
@@ -60,3 +62,29 @@ def check_text(value: str, what: str, *, as_json: bool = False) -> str:
     except UnicodeEncodeError:
         fail(f"{what} is not valid UTF-8; pass text in UTF-8", as_json=as_json)
     return value
+
+
+def tell_left_out(shown: int, total: int, what: str, *, most: int | None = None) -> None:
+    """Say on stderr how many of ``total`` older ``what`` a listing cut at ``-n`` left out,
+    and how to see them; nothing when it showed them all.
+
+    On stderr, so stdout stays the listing (one line per row, for grep and pipes). ``most`` is
+    the largest ``-n`` the command takes: past it, narrowing the filters is the way.
+    """
+    if total <= shown:  # all shown (or rows were added between the count and the read)
+        return
+    if most is None or total <= most:
+        how = f"use -n {total} to list them all"
+    else:
+        how = f"-n lists at most {most}: narrow the filters to see the rest"
+    stderr.print(
+        f"{total - shown} older {what} not shown (the latest {shown} of {total}); {how}",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def left_out(shown: int, total: int) -> dict[str, Any]:
+    """A listing's ``total`` (rows matching its filters) and whether ``-n`` cut it
+    (``truncated``), for its ``--json`` document."""
+    return {"total": max(total, shown), "truncated": total > shown}

@@ -50,10 +50,11 @@ OperatorOption = Annotated[
 
 
 @contextmanager
-def _opened(as_json: bool) -> Iterator[RoleGrants]:
-    """The grants on the configured database; errors exit 2 with the message."""
+def _opened(as_json: bool, *, read_only: bool = False) -> Iterator[RoleGrants]:
+    """The grants on the configured database; errors exit 2 with the message.
+    ``read_only`` for list: it works on a read-only copy too."""
     try:
-        database = Database(Settings.from_env().database)
+        database = Database(Settings.from_env().database, read_only=read_only)
     except UserError as exc:
         fail(str(exc), as_json=as_json)
     try:
@@ -153,7 +154,7 @@ def list_grants(
     """
     if tenant is not None:
         check_text(tenant, "--tenant", as_json=as_json)
-    with _opened(as_json) as grants:
+    with _opened(as_json, read_only=True) as grants:
         found = grants.list(tenant)
     if as_json:
         emit_json({"ok": True, "grants": [grant.as_dict() for grant in found]})

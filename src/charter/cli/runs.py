@@ -22,7 +22,16 @@ from typing import Annotated, Final, get_args
 import typer
 from rich.text import Text
 
-from charter.cli.output import EXIT_FAILED, JsonOption, check_text, console, emit_json, fail
+from charter.cli.output import (
+    EXIT_FAILED,
+    JsonOption,
+    check_text,
+    console,
+    emit_json,
+    fail,
+    left_out,
+    tell_left_out,
+)
 from charter.cli.render import OUTCOME_STYLE, print_run
 from charter.cli.render_inspector import format_duration, print_columns, print_timeline
 from charter.cli.state import open_state
@@ -43,6 +52,7 @@ EXIT_NOT_ENDED = 3
 _ENDED = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 _OUTCOMES: Final[tuple[str, ...]] = (*get_args(RunOutcome), "running")
 _POLL_SECONDS = 0.25
+_MOST = 10_000  # the largest -n
 
 app = typer.Typer(help="Inspect runs: list them, or show one as a timeline.", no_args_is_help=True)
 
@@ -62,7 +72,9 @@ def list_runs(
     ] = None,
     since: TimeOption = None,
     until: TimeOption = None,
-    limit: Annotated[int, typer.Option("-n", "--limit", min=1, max=10_000)] = 50,
+    limit: Annotated[
+        int, typer.Option("-n", "--limit", min=1, max=_MOST, help="How many, newest first.")
+    ] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List recorded runs, newest first.
@@ -83,21 +95,27 @@ def list_runs(
         end = parse_time(until, "--until", now=now) if until is not None else None
     except UserError as exc:
         fail(str(exc), as_json=as_json)
-    with open_state(as_json, must_exist=True) as state:
+    with open_state(as_json, must_exist=True, read_only=True) as state:
         try:
-            rows = RunStore(state.database).list(
-                charter=charter, tenant=tenant, user=user, outcome=outcome,
-                since=start, until=end, limit=limit,
-            )  # fmt: skip
+            store = RunStore(state.database)
+            rows = store.list(charter=charter, tenant=tenant, user=user, outcome=outcome,
+                              since=start, until=end, limit=limit)  # fmt: skip
+            # Counted only when the listing is full: then it may have been cut.
+            total = len(rows)
+            if total == limit:
+                total = store.count(charter=charter, tenant=tenant, user=user,
+                                    outcome=outcome, since=start, until=end)  # fmt: skip
         except UserError as exc:
             fail(str(exc), as_json=as_json)
     if as_json:
-        emit_json({"ok": True, "runs": [row.as_dict() for row in rows]})
+        emit_json({"ok": True, "runs": [row.as_dict() for row in rows],
+                   **left_out(len(rows), total)})  # fmt: skip
         return
     if not rows:
         console.print("no runs match")
         return
     _print_runs(rows)
+    tell_left_out(len(rows), total, "runs", most=_MOST)
 
 
 @app.command()
@@ -140,7 +158,7 @@ def show(
     except UserError as exc:
         fail(str(exc), as_json=as_json)
     deadline = time.monotonic() + wait
-    with open_state(as_json) as state:
+    with open_state(as_json, read_only=True) as state:
         try:
             reader = TimelineReader(state.database, SystemClock())
             timeline, durable = _look(reader, settings, run_id, charter)

@@ -40,7 +40,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol, cast, get_args
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
@@ -231,13 +231,22 @@ class ApprovalStore:
         if limit < 1:
             raise UserError(f"limit {limit!r} must be at least 1")
         now = self._clock.now()
-        statement = select(approval_requests)
-        if tenant is not None:
-            statement = statement.where(_T.tenant == tenant)
-        if status is not None:
-            statement = statement.where(status_is(status, _to_utc(now, "now")))
+        statement = select(approval_requests).where(_listed(tenant, status, now))
         statement = statement.order_by(_T.requested_at.desc(), _T.id.desc()).limit(limit)
         return [record_from_row(row, now) for row in self._read(statement)]
+
+    def count(self, *, tenant: str | None = None, status: str | None = None) -> int:
+        """How many requests ``list`` would show without a limit (the same filters, expiry
+        read the same way), so a listing cut at its limit can say how many it left out.
+
+        Raises:
+            UserError: ``status`` is not a known status.
+            DatabaseUnavailable: the database cannot be read.
+        """
+        where = _listed(tenant, status, self._clock.now())
+        statement = select(func.count().label("n")).select_from(approval_requests).where(where)
+        [row] = self._read(statement)
+        return int(row["n"])
 
     def decide(self, id: str, verdict: DecisionVerdict, *, by: str, reason: str) -> ApprovalRecord:
         """Decide the pending request ``id``; publish ``ApprovalDecided`` once it stands.
@@ -523,6 +532,16 @@ class StoreGrants:
         decision, not its use.
         """
         return self._store.consume(run_id, tool, arguments_sha256, use_key=use_key)
+
+
+def _listed(tenant: str | None, status: str | None, now: datetime) -> ColumnElement[bool]:
+    """The requests ``ApprovalStore.list`` and ``count`` select."""
+    conditions: list[ColumnElement[bool]] = []
+    if tenant is not None:
+        conditions.append(_T.tenant == tenant)
+    if status is not None:
+        conditions.append(status_is(status, _to_utc(now, "now")))
+    return and_(True, *conditions)
 
 
 def status_is(status: str, now: datetime) -> ColumnElement[bool]:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import shutil
+import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -96,6 +99,7 @@ class ReleaseStore:
         self._clock = clock
         self._log = log
         self._home = home
+        self._scratch: Path | None = None  # where a read-only store loads releases from
         self._charters: dict[str, Charter] = {}
         self._known: dict[str, Release] = {}
         self._lock = threading.Lock()
@@ -234,7 +238,7 @@ class ReleaseStore:
             cached = self._charters.get(release.id)
         if cached is not None:
             return cached
-        directory = self._home / "releases" / release.id
+        directory = self._files_root() / release.id
         for name, text in release.bundle["files"].items():
             target = directory / _safe_relative(name)
             if not target.is_file() or target.read_text(encoding="utf-8") != text:
@@ -253,6 +257,18 @@ class ReleaseStore:
         with self._lock:
             self._charters[release.id] = charter
         return charter
+
+    def _files_root(self) -> Path:
+        """Where releases' files are written to be loaded: ``CHARTER_HOME/releases``, or for
+        a store on read-only storage (reading commands) a private directory of this process,
+        removed with it, so reading writes nothing beside the database (which may be on a
+        read-only mount, or an archive that must stay as it is)."""
+        if not self._database.read_only:
+            return self._home / "releases"
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="charter-releases-"))
+            weakref.finalize(self, shutil.rmtree, self._scratch, ignore_errors=True)
+        return self._scratch
 
     def _select(self, condition: Any) -> builtins.list[Release]:
         query = select(releases).order_by(releases.c.charter_name, releases.c.version)

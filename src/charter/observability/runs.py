@@ -26,8 +26,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
 
 from charter.core.clock import as_utc
 from charter.core.errors import DatabaseUnavailable, UserError
@@ -302,20 +303,31 @@ class RunStore:
         """
         if limit < 1:
             raise UserError(f"limit {limit!r} must be at least 1")
-        if user is not None:  # runs are stored under the canonical user (issue 11)
-            user = canonical_person(user, "--user")
-        conditions = []
-        for column, value in ((_T.charter_name, charter), (_T.tenant, tenant),
-                              (_T.user, user), (_T.outcome, outcome)):  # fmt: skip
-            if value is not None:
-                conditions.append(column == value)
-        if since is not None:
-            conditions.append(_T.started_at >= as_utc(since))
-        if until is not None:
-            conditions.append(_T.started_at < as_utc(until))
-        statement = select(runs).where(and_(True, *conditions))
+        where = _matching(charter, tenant, user, outcome, since, until)
+        statement = select(runs).where(where)
         statement = statement.order_by(_T.started_at.desc(), _T.id.desc())
         return [_row(r) for r in self._read(statement.limit(min(limit, _MAX_LIST)))]
+
+    def count(
+        self,
+        *,
+        charter: str | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many runs match every filter given (what ``list`` would show without a
+        limit), so a listing cut at its limit can say how many it left out.
+
+        Raises:
+            UserError: a time is naive, or ``user`` cannot be a name.
+            DatabaseUnavailable: the database cannot be read.
+        """
+        where = _matching(charter, tenant, user, outcome, since, until)
+        [(total,)] = self._read(select(func.count()).select_from(runs).where(where))
+        return int(total)
 
     def label(self, run_id: str, label: str, value: str, *, by: str, note: str = "",
               at: datetime) -> RunLabel:  # fmt: skip
@@ -368,6 +380,29 @@ class RunStore:
                 return list(connection.execute(statement))
         except SQLAlchemyError as exc:
             raise _unavailable("read runs", exc) from None
+
+
+def _matching(
+    charter: str | None,
+    tenant: str | None,
+    user: str | None,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> ColumnElement[bool]:
+    """The runs ``RunStore.list`` and ``count`` select: every filter given."""
+    if user is not None:  # runs are stored under the canonical user (issue 11)
+        user = canonical_person(user, "--user")
+    conditions = []
+    for column, value in ((_T.charter_name, charter), (_T.tenant, tenant),
+                          (_T.user, user), (_T.outcome, outcome)):  # fmt: skip
+        if value is not None:
+            conditions.append(column == value)
+    if since is not None:
+        conditions.append(_T.started_at >= as_utc(since))
+    if until is not None:
+        conditions.append(_T.started_at < as_utc(until))
+    return and_(True, *conditions)
 
 
 def _row(row: Any) -> RunRow:

@@ -9,8 +9,9 @@ A handle opened ``read_only`` never writes: SQLite files are opened ``mode=ro`` 
 ``immutable=1`` on storage that cannot take a reader's ``-shm`` file, see ``sqlite_file``)
 with ``query_only`` on, and no directory is created; every Postgres transaction is
 ``READ ONLY``. Schemas are never upgraded through it (``migrate.ensure_schema``). Reading
-commands (audit verify, tail, cost, SLO reports, metrics) use one, so they work on a
-read-only mount, an archived copy, a standby server or a role granted only SELECT.
+commands (audit verify and tail, runs and approvals list/show, cost, SLO reports, metrics,
+releases, the changelog, rollout status, what-if, the autonomy report) use one, so they work
+on a read-only mount, an archived copy, a standby server or a role granted only SELECT.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ class Database:
             return (
                 f"{message}; the database is on read-only storage ({reason}); this command "
                 "writes, so it needs a writable copy; reading commands (charter audit verify, "
-                "audit tail, cost, slo report, metrics show, db status) work on it as it is"
+                "audit tail, runs list/show, approvals list/show, cost, slo report, metrics "
+                "show, release list/show/diff, changelog, rollout status, whatif, autonomy "
+                "report, db status) work on it as it is"
             )
         return f"{message}; check CHARTER_DATABASE_URL and that the file is a readable SQLite file"
 
