@@ -102,6 +102,10 @@ class ModelCalled:
     # "tool_call_id", "name"} per message sent, and the same for the reply.
     input_messages: tuple[dict[str, Any], ...] = ()
     output_message: dict[str, Any] | None = None
+    # Why the call gave the run no reply it could use (a kill or the host stopped it, the
+    # run's time ran out, the reply broke the protocol), redacted; "" when it answered. The
+    # tokens and cost are then the reserved worst case the run was charged, not usage.
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

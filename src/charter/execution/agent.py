@@ -9,7 +9,8 @@ Stop conditions, each a run outcome:
                        in-process run: nothing is filed; a durable run files a request and
                        waits, then goes on)
     budget_exceeded    a budget ran out with ``on_exceed: fail``
-    killed             the kill switch fired
+    killed             the kill switch fired (checked before each step; a tool or model
+                       call running when it lands is stopped: see ``kill_watch.py``)
     failed             the model errored, timed out, or used up ``max_steps``; or a tool could
                        not run for a reason the operator must fix (a credential or resource
                        missing: ``ToolResult.failure == "configuration"``), or a deferred
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
+from charter.core.cancellation import Cancellation
 from charter.core.canonical import sha256_hex
 from charter.core.decision import Decision, Stage, Verdict
 from charter.core.errors import KillSignal, ModelResponseInvalid
@@ -33,6 +35,7 @@ from charter.core.events import ModelCalled, RunFinished, RunStarted
 from charter.core.money import format_usd
 from charter.execution.approvals import ApprovalRequest
 from charter.execution.call import ToolResult
+from charter.execution.kill_watch import KILL_WATCH
 from charter.execution.model import (
     Message,
     Model,
@@ -186,7 +189,10 @@ async def run_agent(
         reason = run.redact_text(refused.decision.reason)
         stop = _Stop("failed", reason, replace(refused.decision, reason=reason))
     stop = await _settle(run, stop, steps)
-    model_calls = sum(1 for m in messages if m.role == "assistant")
+    # Every reply was a call; a call that never answered (stopped by a kill, out of time, a
+    # reply refused) is counted by the run. Replies alone are a lower bound, for a durable
+    # run recorded before the run counted its calls.
+    model_calls = max(run.model_calls, sum(1 for m in messages if m.role == "assistant"))
 
     async def finished() -> dict[str, Any]:
         totals = run.ledger.totals()
@@ -479,33 +485,52 @@ async def _model_turn(
     if not isinstance(reservation, Reservation):
         return _budget_stop(run, reservation)
     shown = _as_shown(run, messages)
+    name = f"{model.provider}:{model.name}"
     started = clock.monotonic()
+    run.model_calls += 1  # sent: it counts whether or not it answers
+    unanswered = _Unanswered(run, reservation, name, started, shown)
+    # The call is in flight like a running tool: the process's kill watch cancels this task
+    # when a kill covering the run lands, instead of the kill waiting for the next step.
+    cancellation = Cancellation()
+    flight = KILL_WATCH.enter(
+        run.services.kill_switches,
+        run.charter.name,
+        run.principal.tenant,
+        cancellation,
+        asyncio.current_task(),
+    )
+    deadline = asyncio.timeout(run.ledger.seconds_left())
     try:
-        reply = await asyncio.wait_for(
-            model.chat(shown, tools, max_output_tokens=max_output), run.ledger.seconds_left()
-        )
-    except TimeoutError:
-        run.ledger.release(reservation)
+        async with deadline:
+            reply = await model.chat(shown, tools, max_output_tokens=max_output)
+    except asyncio.CancelledError:
+        if not flight.stopped_by_kill():
+            unanswered.charge("the run was cancelled by its host while the model call ran")
+            raise  # the host's: it goes on up
+        scope, reason = cancellation.scope or "unknown", cancellation.reason
+        unanswered.charge(f"the kill switch ({scope}) stopped the model call: {reason}")
+        raise KillSignal(scope, reason) from None
+    except TimeoutError as exc:
+        if not deadline.expired():  # the provider client's own timeout: a failed call
+            run.ledger.release(reservation)
+            return _Stop("failed", run.redact_text(f"model call failed: TimeoutError: {exc}"))
+        why = "budget exceeded: the run ran out of time waiting for the model"
+        unanswered.charge(why)
         return _budget_stop(
-            run,
-            Decision.deny(
-                Stage.BUDGET,
-                "budget exceeded: the run ran out of time waiting for the model",
-                "budget.timeouts.overall_seconds",
-            ),
+            run, Decision.deny(Stage.BUDGET, why, "budget.timeouts.overall_seconds")
         )
     except Exception as exc:
+        # The provider answered with an error: nothing was generated, nothing to charge.
         run.ledger.release(reservation)
         return _Stop("failed", run.redact_text(f"model call failed: {type(exc).__name__}: {exc}"))
-    name = f"{model.provider}:{model.name}"
+    finally:
+        KILL_WATCH.leave(flight)
     try:
         response = checked_response(reply, name)
     except ModelResponseInvalid as refused:
         # The model ran and its provider may bill it, but what it used is unknown: the run is
         # charged the worst case it reserved (never less, never a refill), and it ends.
-        run.ledger.settle(reservation, tokens=reservation.tokens, usd=reservation.usd)
-        charged = (estimated_input, max_output, worst_usd)
-        _publish_model_called(run, name, charged, started, _content(run, shown, None))
+        unanswered.charge(refused.decision.reason)
         reason = run.redact_text(
             f"{refused.decision.reason}; the run was charged the call's reserved worst case "
             f"({reservation.tokens} tokens, {format_usd(worst_usd)})"
@@ -521,8 +546,40 @@ async def _model_turn(
     return response
 
 
+@dataclass(frozen=True, slots=True)
+class _Unanswered:
+    """A model call that was sent and gave the run no reply it can use."""
+
+    run: Run
+    reservation: Reservation
+    name: str
+    started: float
+    shown: list[Message]
+
+    def charge(self, why: str) -> None:
+        """Charge the reserved worst case and publish ``ModelCalled`` saying ``why``.
+
+        The request reached the provider, which may finish and bill it whatever happens
+        here; what it used is unknown, so the run is charged the most it could have cost
+        (its estimated prompt and ``max_output_tokens``), never less and never a refill.
+        """
+        run, reservation = self.run, self.reservation
+        run.ledger.settle(reservation, tokens=reservation.tokens, usd=reservation.usd)
+        output = run.charter.spec.model.max_output_tokens
+        charged = (reservation.tokens - output, output, reservation.usd)
+        content = _content(run, self.shown, None)
+        _publish_model_called(run, self.name, charged, self.started, content,
+                              error=run.redact_text(why))  # fmt: skip
+
+
 def _publish_model_called(
-    run: Run, name: str, used: tuple[int, int, Decimal], started: float, content: dict[str, Any]
+    run: Run,
+    name: str,
+    used: tuple[int, int, Decimal],
+    started: float,
+    content: dict[str, Any],
+    *,
+    error: str = "",
 ) -> None:
     clock = run.services.clock
     input_tokens, output_tokens, cost = used
@@ -537,6 +594,7 @@ def _publish_model_called(
             str(cost),
             (clock.monotonic() - started) * 1000,
             **content,
+            error=error,
         )
     )
 

@@ -144,6 +144,8 @@ class Run:
         self.results: list[ToolResult] = []
         self.effects = RunEffects()
         self._step = 0
+        # Model calls sent, answered or not (the agent loop counts them; see run_agent).
+        self.model_calls = 0
         # Whether anything will act on an approval decision for this run: a runner that waits
         # for it (durable execution), or host code that retries a call once it is approved.
         # Only then does a call that needs approval file a request in the inbox. Whoever
@@ -158,6 +160,7 @@ class Run:
         """
         return {
             "step": self._step,
+            "model_calls": self.model_calls,
             "ledger": self.ledger.snapshot(),
             "provenance": self.provenance.snapshot(),
             "effects": self.effects.snapshot(),
@@ -167,6 +170,8 @@ class Run:
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Become exactly the run ``snapshot`` was taken of (see ``snapshot``)."""
         self._step = int(snapshot["step"])
+        # Not kept before unanswered calls were counted: the agent loop then counts replies.
+        self.model_calls = int(snapshot.get("model_calls", 0))
         self.ledger.restore(snapshot["ledger"])
         self.provenance.restore(snapshot["provenance"])
         self.effects.restore(snapshot["effects"], self._validated)

@@ -251,6 +251,8 @@ class SpanRecorder:
             end - int(event.duration_ms * 1_000_000),
             attributes,
         )
+        if event.error:
+            span.set_status(Status(StatusCode.ERROR, event.error[:_STATUS_LIMIT]))
         span.end(end_time=end)
 
     def _end_run(self, event: RunFinished) -> None:
