@@ -10,7 +10,8 @@ Stop conditions, each a run outcome:
                        waits, then goes on)
     budget_exceeded    a budget ran out with ``on_exceed: fail``
     killed             the kill switch fired (checked before each step; a tool or model
-                       call running when it lands is stopped: see ``kill_watch.py``)
+                       call running when it lands is stopped: see ``kill_watch.py``), or
+                       refused or stopped a deferred effect when the run settled
     failed             the model errored, timed out, or used up ``max_steps``; or a tool could
                        not run for a reason the operator must fix (a credential or resource
                        missing: ``ToolResult.failure == "configuration"``), or a deferred
@@ -266,12 +267,22 @@ async def _settle(run: Run, stop: _Stop, steps: Steps) -> _Stop:
 
     async def settle() -> dict[str, Any]:
         before = len(run.results)
-        failure = await run.settle_effects(succeeded=stop.outcome == "succeeded")
-        return {"failure": failure, "not_undone": _not_undone(run.results[before:])}
+        settled = await run.settle_effects(succeeded=stop.outcome == "succeeded")
+        kill = settled.kill
+        return {
+            "failure": settled.failure,
+            "killed": {"scope": kill.scope, "reason": kill.reason} if kill else None,
+            "not_undone": _not_undone(run.results[before:]),
+        }
 
     settled = await steps.step(run, "settle_effects", settle)
     failure, not_undone = settled["failure"], settled.get("not_undone", [])
-    if failure is not None:
+    killed = settled.get("killed")
+    if killed is not None:
+        # A kill stopped a send: the run ends as any run a kill stopped, saying which send.
+        rule = f"kill-switch:{killed['scope']}"
+        stop = _Stop("killed", failure, Decision.deny(Stage.KILL_SWITCH, killed["reason"], rule))
+    elif failure is not None:
         stop = _Stop("failed", failure, Decision.deny(Stage.EXECUTE, failure, "effects.send"))
     if not_undone:
         # The outcome stays what ended the run; its reason must not let a reader believe

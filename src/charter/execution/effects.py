@@ -9,7 +9,8 @@ compensated, newest first, with the arguments of the original call that the comp
 accepts. A run waiting for approval keeps both: it has not ended.
 
 If sending a deferred effect fails, the rest are discarded, the writes are compensated and
-the run fails: the seed's rule is that nothing is sent "best effort".
+the run fails: the seed's rule is that nothing is sent "best effort". If a kill stops a send
+(refuses it, or interrupts it while it runs), the same happens and the run ends killed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from charter.core.decision import Decision
+from charter.execution.kill_switch import ActiveKill
 
-__all__ = ["CompensableWrite", "DeferredEffect", "RunEffects"]
+__all__ = ["CompensableWrite", "DeferredEffect", "RunEffects", "Settlement"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,19 @@ class CompensableWrite:
     compensation: str
     arguments: dict[str, Any]  # canonical arguments of the original call
     idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What settling a run's effects came to (see ``Run.settle_effects``).
+
+    ``failure`` says why the run must not end ``succeeded`` (a send failed, or a kill stopped
+    it), None when nothing stopped a send. ``kill`` is the kill that stopped one: the run
+    then ends ``killed``, not ``failed``.
+    """
+
+    failure: str | None = None
+    kill: ActiveKill | None = None
 
 
 @dataclass(slots=True)

@@ -1,14 +1,15 @@
 """Reaching calls already running when a kill lands: one watcher thread per process.
 
 The kill switch stage asks before a call starts. A call already running when an operator
-pulls the switch is this module's. Each call registers while its tool runs (``enter`` /
-``leave``: a set insert and removal, no lock, no database read, no task), and one daemon
-thread per process, parked while no call runs, asks the kill switches about the calls in
-flight every ``POLL_SECONDS``: one ``active_for`` per distinct (switches, charter, tenant),
-which for the durable store is one primary-key read, in whichever process pulled the switch.
-When a kill applies, the watcher sets each of those calls' ``Cancellation`` (sync tools poll
-it) and cancels the asyncio task of each async one with ``loop.call_soon_threadsafe``; the
-execute stage turns that cancellation into the outcome ``interrupted``.
+pulls the switch is this module's. Each call registers while its tool runs, and each model
+call while it waits for the provider (``enter`` / ``leave``: a set insert and removal, no
+lock, no database read, no task), and one daemon thread per process, parked while no call
+runs, asks the kill switches about the calls in flight every ``POLL_SECONDS``: one
+``active_for`` per distinct (switches, charter, tenant), which for the durable store is one
+primary-key read, in whichever process pulled the switch. When a kill applies, the watcher
+sets each of those calls' ``Cancellation`` (sync tools poll it) and cancels the asyncio task
+of each async one with ``loop.call_soon_threadsafe``; the execute stage turns that
+cancellation into the outcome ``interrupted``, the agent loop into a run ended ``killed``.
 
 Why a thread and not a task or a read per call: a second kill read per call would cost
 ~6 µs (SQLite) to ~45 µs (Postgres), a watching task ~8 µs, on every call; registering costs

@@ -31,8 +31,8 @@ from charter.execution.approvals import (
     ApprovalRequest,
 )
 from charter.execution.call import FailureKind, PendingCall, ToolResult
-from charter.execution.effects import CompensableWrite, DeferredEffect, RunEffects
-from charter.execution.kill_switch import KillSwitchView
+from charter.execution.effects import CompensableWrite, DeferredEffect, RunEffects, Settlement
+from charter.execution.kill_switch import ActiveKill, KillSwitchView
 from charter.execution.stages.allowlist import AllowlistStage
 from charter.execution.stages.approval import ApprovalStage
 from charter.execution.stages.arguments import ArgumentsStage
@@ -335,34 +335,42 @@ class Run:
                            "run has succeeded"})  # fmt: skip
         return self._finish(call, decision, "deferred", text, None)
 
-    async def settle_effects(self, *, succeeded: bool) -> str | None:
+    async def settle_effects(self, *, succeeded: bool) -> Settlement:
         """Send the outbox (run succeeded) or discard it and compensate writes (run did not).
 
-        Returns why the run must fail instead of succeed (a deferred effect failed), or None.
+        Returns what stopped a send, if anything did (a kill, or a deferred effect that
+        failed): then the rest of the outbox is discarded and the writes are compensated.
         """
         deferred, writes = self.effects.take()
         failure: str | None = None
+        kill: ActiveKill | None = None
         for index, effect in enumerate(deferred):
             if not succeeded or failure is not None:
                 self._discard(effect, failure)
                 continue
             try:
-                problem = await self._send(effect)
+                problem, kill = await self._send(effect)
             except asyncio.CancelledError:
                 # The host cancelled the run while it sent (that send is recorded): what it
                 # had not sent yet never will be, and the record says so before it goes on.
                 for rest in deferred[index + 1 :]:
                     self._discard(rest, "the run was cancelled by its host while it settled")
                 raise
-            if problem is not None:
+            if kill is not None:
+                failure = (
+                    f"the kill switch ({kill.scope}) stopped deferred {effect.tool} "
+                    f"({effect.call_id}): {kill.reason}"
+                )
+            elif problem is not None:
                 failure = f"deferred {effect.tool} ({effect.call_id}) failed: {problem}"
         if not succeeded or failure is not None:
             for write in reversed(writes):
                 await self._compensate(write)
-        return failure
+        return Settlement(failure, kill)
 
-    async def _send(self, effect: DeferredEffect) -> str | None:
-        """Run one deferred effect; None when it executed, else what went wrong."""
+    async def _send(self, effect: DeferredEffect) -> tuple[str | None, ActiveKill | None]:
+        """Run one deferred effect: (None, None) when it executed, else what went wrong and,
+        when a kill stopped it (refused or interrupted it), the kill."""
         call = self._effect_call(effect.tool, effect.call_id, "send", effect.step)
         call.arguments = effect.arguments
         call.canonical_arguments = effect.canonical_arguments
@@ -373,7 +381,7 @@ class Run:
             killed = replace(killed, reason=self.redact_text(killed.reason))
             text = f"DENIED: {killed.reason} [rule {killed.rule_id}]"
             self._finish(call, killed, "killed", text, None)
-            return text
+            return text, _kill_of(killed)
         execution = await execute(self, call, effect.idempotency_key, within_run_time=False)
         decision = Decision(
             Verdict.ALLOW,
@@ -385,7 +393,9 @@ class Run:
                      failure=execution.failure, note=execution.note)  # fmt: skip
         if execution.cancelled is not None:
             raise execution.cancelled  # recorded; the host's cancellation goes on up
-        return None if execution.outcome == "executed" else execution.text
+        if execution.outcome == "executed":
+            return None, None
+        return execution.text, execution.kill
 
     def _discard(self, effect: DeferredEffect, failure: str | None) -> None:
         call = self._effect_call(effect.tool, effect.call_id, "discard", effect.step)
@@ -474,10 +484,8 @@ class Run:
             text = f"DENIED: {decision.reason} [rule {decision.rule_id}]"
         result = self._finish(call, decision, outcome, text, None, approval)
         if outcome == "killed":
-            scope = decision.rule_id.removeprefix("kill-switch:")
-            # The signal carries the operator's reason, not the decision's sentence around it.
-            reason = decision.reason.removeprefix(f"kill switch active ({scope}): ")
-            raise KillSignal(scope, reason)
+            kill = _kill_of(decision)
+            raise KillSignal(kill.scope, kill.reason)
         return result
 
     def _finish(
@@ -542,6 +550,13 @@ class Run:
 _MAX_REMEMBERED = 65_536  # characters of a tool's strings kept for provenance (as the model sees)
 # A field-level output keeps about what an untrusted one does: its text and its strings.
 _MAX_FIELD_TEXT = 2 * _MAX_REMEMBERED
+
+
+def _kill_of(decision: Decision) -> ActiveKill:
+    """The kill a kill switch stage's refusal stands for: its scope, and the operator's
+    reason, not the decision's sentence around it."""
+    scope = decision.rule_id.removeprefix("kill-switch:")
+    return ActiveKill(scope, decision.reason.removeprefix(f"kill switch active ({scope}): "))
 
 
 def _strings_in(value: Any, budget: int) -> list[str]:
