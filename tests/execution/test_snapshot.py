@@ -40,7 +40,7 @@ def test_snapshot_restores_budgets_taint_effects_and_results(runtime: Runtime) -
     tainted = twin.provenance.report({"account": "ACCT-EVIL-9"})
     assert tainted.tainted == {"account": True}
     # The restored outbox still sends, exactly once, with typed arguments.
-    assert asyncio.run(twin.settle_effects(succeeded=True)) is None
+    assert asyncio.run(twin.settle_effects(succeeded=True)).failure is None
     assert [e.to for e in desk.outbox] == ["dana@example.com"]
 
 

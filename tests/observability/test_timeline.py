@@ -246,7 +246,7 @@ def test_a_deferred_effect_of_a_run_that_did_not_succeed_is_discarded(
 
         async def queue_then_fail() -> None:
             assert (await run.call_tool("send_email", email)).outcome == "deferred"
-            assert await run.settle_effects(succeeded=False) is None
+            assert (await run.settle_effects(succeeded=False)).failure is None
 
         asyncio.run(queue_then_fail())
     timeline = build(database, run.id)
