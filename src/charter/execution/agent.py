@@ -242,11 +242,20 @@ async def run_agent(
 def _call_counts(run: Run) -> dict[str, Any]:
     """What the run's calls came to, from its results (which survive a crash and replay)."""
     declared = run.charter.spec.tools
+    # What the ledger charged as each call's fee (ToolResult.fee_usd), so the run's tool
+    # fees and model cost add up to what it was charged. A result recorded before fees were
+    # kept (a durable run from an older version) counts as that version did.
     fees = sum(
-        (declared[r.tool].fee_usd for r in run.results  # interrupted: started, so charged
-         if r.outcome in ("executed", "interrupted") and r.tool in declared),
+        (
+            r.fee_usd
+            if r.fee_usd is not None
+            else declared[r.tool].fee_usd
+            if r.outcome in ("executed", "interrupted") and r.tool in declared
+            else Decimal(0)
+            for r in run.results
+        ),
         Decimal(0),
-    )  # fmt: skip
+    )
     return {
         "tool_errors": sum(1 for r in run.results if r.outcome in ("error", "timeout")),
         "denied_calls": sum(1 for r in run.results if r.outcome == "denied"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from charter.contract.schema import ToolDecl
@@ -68,7 +70,11 @@ class ToolResult:
     ``model_text`` is what the model is shown: the redacted result, or why the call did not
     happen. ``value`` is the tool's raw return value (host code only; never shown as is).
     ``failure`` says why a call that went ahead did not execute (None when it executed or
-    was refused: see ``FailureKind``).
+    was refused: see ``FailureKind``). ``fee_usd`` is what the run's budget charged for this
+    call as the tool's fee: its declared fee for a call that started (whether it executed,
+    raised, timed out or was interrupted) and for a deferred one when it was decided; zero
+    when nothing was charged (a refusal, a call that never started, sending or discarding a
+    deferred effect, a compensation). None only for a result recorded before fees were kept.
     """
 
     call_id: str
@@ -84,6 +90,7 @@ class ToolResult:
     # The run had read untrusted content (a tool output the charter marks untrusted) by the
     # time this call ended: for a refusal, before the call was made.
     untrusted_read: bool = False
+    fee_usd: Decimal | None = Decimal(0)
 
     @property
     def refusal(self) -> RefusalKind | None:
@@ -129,6 +136,7 @@ class ToolResult:
             "approval": self.approval.as_dict() if self.approval else None,
             "failure": self.failure,
             "untrusted_read": self.untrusted_read,
+            "fee_usd": None if self.fee_usd is None else str(self.fee_usd),
         }
 
     @classmethod
@@ -148,6 +156,7 @@ class ToolResult:
             approval=ApprovalRequest.from_dict(approval) if approval else None,
             failure=_failure(data),
             untrusted_read=bool(data.get("untrusted_read", False)),
+            fee_usd=_fee(data.get("fee_usd")),
         )
 
     def unwrap(self) -> Any:
@@ -186,3 +195,21 @@ def _failure(data: dict[str, Any]) -> FailureKind | None:
     if failure in ("tool", "configuration"):
         return failure  # type: ignore[no-any-return]
     return "tool" if data["outcome"] in ("error", "timeout") else None
+
+
+def _fee(stored: Any) -> Decimal | None:
+    """A stored result's fee: exact decimal text from 0. None (or absent) is a result
+    recorded before fees were kept; anything else is not a fee this code wrote.
+
+    Raises:
+        ValueError: the stored fee is not decimal text of a finite amount from 0.
+    """
+    if stored is None:
+        return None
+    fee: Decimal | None = None
+    if isinstance(stored, str):
+        with contextlib.suppress(ArithmeticError):
+            fee = Decimal(stored)
+    if fee is None or not fee.is_finite() or fee < 0:
+        raise ValueError(f"a stored tool result's fee {stored!r} is not an amount from 0")
+    return fee

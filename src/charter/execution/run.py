@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from charter.contract.loader import Charter
@@ -234,8 +235,10 @@ class Run:
         if call.decl.defer == "until_run_succeeds":
             return self._defer(call, decision, key)
         execution = await execute(self, call, key)
+        fee = Decimal(0)
         if execution.started:
-            self.ledger.settle(call.reservation, tokens=0, usd=call.reservation.usd)
+            fee = call.reservation.usd
+            self.ledger.settle(call.reservation, tokens=0, usd=fee)
         else:  # e.g. its credential could not be resolved: nothing ran, nothing to charge
             self.ledger.release(call.reservation)
         if execution.outcome == "executed":
@@ -269,7 +272,8 @@ class Run:
         if execution.outcome != "executed":
             final = Decision(Verdict.ALLOW, decision.reason, decision.rule_id, Stage.EXECUTE)
         result = self._finish(call, final, execution.outcome, execution.text, execution.value,
-                              failure=execution.failure, note=execution.note)  # fmt: skip
+                              failure=execution.failure, note=execution.note,
+                              fee=fee)  # fmt: skip
         if execution.cancelled is not None:
             # The host cancelled the task running the run while the tool ran: recorded and
             # charged above, as it had started; the cancellation is the host's, so it goes on.
@@ -333,7 +337,7 @@ class Run:
         # A result, not an error: the call was accepted and will happen.
         text = json.dumps({"status": "queued", "detail": f"{call.tool} runs once the whole "
                            "run has succeeded"})  # fmt: skip
-        return self._finish(call, decision, "deferred", text, None)
+        return self._finish(call, decision, "deferred", text, None, fee=call.reservation.usd)
 
     async def settle_effects(self, *, succeeded: bool) -> Settlement:
         """Send the outbox (run succeeded) or discard it and compensate writes (run did not).
@@ -499,6 +503,7 @@ class Run:
         *,
         failure: FailureKind | None = None,
         note: str = "",
+        fee: Decimal = Decimal(0),  # what the ledger charged for it (ToolResult.fee_usd)
     ) -> ToolResult:
         clock = self.services.clock
         duration_ms = (clock.monotonic() - call.started) * 1000
@@ -542,6 +547,7 @@ class Run:
             approval=approval,
             failure=failure,
             untrusted_read=self.provenance.untrusted_read,
+            fee_usd=fee,
         )
         self.results.append(result)
         return result
