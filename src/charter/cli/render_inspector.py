@@ -132,7 +132,7 @@ def _header_lines(t: Timeline) -> list[Text]:
     if t.usage is not None:
         u, limits = t.usage, t.limits
         tokens = _of(_known(u.total_tokens), limits and limits.max_total_tokens)
-        calls = _of(str(u.tool_calls), limits and limits.max_tool_calls)
+        calls = _of(_known(u.tool_calls), limits and limits.max_tool_calls)
         cost = _of(_usd(u.cost_usd) or "?", _usd(limits.max_usd_per_run) if limits else None)
         # A run that has not ended has no totals yet: they are counted from the timeline
         # below (model calls from stored spans; fees only with its charter), so far.
@@ -140,7 +140,8 @@ def _header_lines(t: Timeline) -> list[Text]:
         lines.append(
             Text(
                 f"{used}: {_known(u.model_calls)} model calls, {tokens} tokens, {calls} tool "
-                f"calls ({u.denied_calls} denied, {u.tool_errors} failed), cost {cost} (model "
+                f"calls ({_known(u.denied_calls)} denied, {_known(u.tool_errors)} failed), "
+                f"cost {cost} (model "
                 f"{_usd(u.model_cost_usd) or '?'} + tool fees {_usd(u.tool_fees_usd) or '?'})"
                 + _why_unknown(u, compared=limits is not None)
             )
@@ -155,7 +156,9 @@ def _known(value: int | None) -> str:
 def _why_unknown(u: Usage, *, compared: bool) -> str:
     """What the ``?`` figures need, and how to compare with the budgets."""
     notes = []
-    if u.model_calls is None:
+    if u.unreadable:
+        notes.append(f"unreadable in the database (no amount): {', '.join(u.unreadable)}")
+    if u.model_calls is None and "model_calls" not in u.unreadable:
         notes.append("model calls: no spans are stored for this run")
     if not compared:
         fees = " and count tool fees" if u.tool_fees_usd is None else ""

@@ -30,6 +30,7 @@ from charter.cli.output import (
     emit_json,
     fail,
     left_out,
+    stderr,
     tell_left_out,
 )
 from charter.cli.render import OUTCOME_STYLE, print_run
@@ -230,8 +231,10 @@ def _print_runs(rows: list[RunRow]) -> None:
         # A run's totals are written when it ends: a running run's row says 0 of everything,
         # which is not what it used ('charter runs show ID' counts it so far).
         ended = row.outcome != "running"
-        calls, tokens = (str(row.tool_calls), str(row.total_tokens)) if ended else ("-", "-")
-        cost = format_usd(row.cost_usd) if ended else "-"
+        calls, tokens, cost = ("-", "-", "-")
+        if ended:
+            calls, tokens = _known(row.tool_calls), _known(row.total_tokens)
+            cost = "?" if row.cost_usd is None else format_usd(row.cost_usd)
         lines.append((
             row.id, row.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             row.charter_name, row.tenant, row.user,
@@ -239,3 +242,15 @@ def _print_runs(rows: list[RunRow]) -> None:
             calls, tokens, cost, duration,
         ))  # fmt: skip
     print_columns(header, lines, right={6, 7, 8, 9})
+    if any(row.unreadable for row in rows):
+        stderr.print(
+            "note: figures shown as ? are unreadable in the database (no amount: negative, "
+            "NaN or text); they are left out of every total, and 'charter runs show RUN' "
+            "names them",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def _known(count: int | None) -> str:
+    return "?" if count is None else str(count)

@@ -27,6 +27,7 @@ from charter.contract.schema import RolloutGuards
 from charter.core.errors import DatabaseUnavailable
 from charter.governance.traffic import Deployment
 from charter.observability.runs import violations_of
+from charter.observability.stored import stored_seconds
 from charter.storage.database import Database
 from charter.storage.tables import runs
 
@@ -141,6 +142,7 @@ def _stats(database: Database, deployment: Deployment, release: str, since: date
         return SideStats(release, 0, 0.0, 0.0, None)
     failed = sum(1 for r in rows if r.outcome in _FAILED)
     violating = sum(1 for r in rows if violations_of(r.outcome, r.denied_calls, r.totals)[0])
-    latencies = sorted(r.elapsed_seconds for r in rows if r.elapsed_seconds is not None)
+    # A latency that is no duration (NaN, negative, text in SQLite) is unknown, left out.
+    latencies = sorted(s for r in rows if (s := stored_seconds(r.elapsed_seconds)) is not None)
     p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)] if latencies else None
     return SideStats(release, count, failed / count, violating / count, p95)

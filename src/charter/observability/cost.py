@@ -36,6 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from charter.core.clock import Clock, as_utc
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.money import ZERO
+from charter.observability.stored import stored_usd
 from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import approval_requests, runs
@@ -215,7 +216,7 @@ class CostReporter:
             current.runs += 1
             current.succeeded += row.outcome == "succeeded"
             current.in_progress += row.outcome == "running"
-            cost, fees = _amount(row.cost_usd), _amount(row.tool_fees_usd)
+            cost, fees = stored_usd(row.cost_usd), stored_usd(row.tool_fees_usd)
             if cost is None or fees is None or fees > cost:
                 current.unreadable_cost += 1
                 continue
@@ -287,15 +288,6 @@ def _key(by: str, charter_name: str, tenant: str, started_at: datetime) -> str:
     if by == "tenant":
         return tenant
     return started_at.date().isoformat()
-
-
-def _amount(text: object) -> Decimal | None:
-    """A stored amount of money, or None when it is not one from 0 (see the docstring)."""
-    try:
-        value = Decimal(str(text))
-    except ArithmeticError:  # decimal.InvalidOperation: not a number at all
-        return None
-    return value if value.is_finite() and value >= 0 else None
 
 
 def _per(total: Decimal, count: int) -> Decimal | None:

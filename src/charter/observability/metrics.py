@@ -226,7 +226,7 @@ def _read(connection: Connection, dialect: Dialect, now: datetime) -> list[Metri
     return [
         *_from_audit(connection),
         *_refusals(connection),
-        *_from_runs(connection),
+        *_from_runs(connection, dialect),
         _tool_durations(connection, dialect),
         *_approvals(connection, dialect, now),
         _kill_switches(connection),
@@ -355,19 +355,41 @@ def _counted(amount: ColumnElement[Any]) -> ColumnElement[Any]:
     return case((and_(amount >= 0, amount < bound), amount), else_=0)
 
 
-def _from_runs(connection: Connection) -> list[Metric]:
+def _duration(seconds: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A run's stored duration where it is one (from 0, finite), else NULL: left out of the
+    histogram rather than a negative or NaN sum (NaN sorts above every number on Postgres,
+    and text above every number on SQLite, so both fail the upper bound)."""
+    bound = literal(_MAX_AMOUNT, Numeric())
+    return case((and_(seconds >= 0, seconds < bound), seconds), else_=None)
+
+
+def _money(column: ColumnElement[Any], dialect: Dialect) -> ColumnElement[Any]:
+    """A money column (exact decimal text) as a number, for ``_counted``. Postgres refuses to
+    cast text that is no number (it failed the whole scrape), so only text written the way
+    ``str(Decimal)`` writes an amount is cast there, anything else reads 0; SQLite's cast
+    never fails (text that is no number is 0)."""
+    usd = Numeric(asdecimal=False)  # exact text in the table; Prometheus samples are floats
+    if dialect != "postgresql":
+        return cast(column, usd)
+    return case((column.regexp_match(_AMOUNT_TEXT), cast(column, usd)), else_=0)
+
+
+# Digits, a fraction, an exponent of at most 4 digits (within Postgres's numeric range).
+_AMOUNT_TEXT: Final = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,4})?$"
+
+
+def _from_runs(connection: Connection, dialect: Dialect) -> list[Metric]:
     """Usage, cost and duration of runs, and the runs still in progress."""
     r = runs.c
-    usd = Numeric(asdecimal=False)  # exact text in the table; Prometheus samples are floats
     rows = select(
         r.charter_name.label("charter"),
         r.tenant.label("tenant"),
         r.outcome.label("outcome"),
-        r.elapsed_seconds.label("value"),
+        _duration(r.elapsed_seconds).label("value"),
         _counted(r.total_tokens).label("total_tokens"),
         r.model_calls,
-        _counted(cast(r.cost_usd, usd)).label("cost_usd"),
-        _counted(cast(r.tool_fees_usd, usd)).label("tool_fees_usd"),
+        _counted(_money(r.cost_usd, dialect)).label("cost_usd"),
+        _counted(_money(r.tool_fees_usd, dialect)).label("tool_fees_usd"),
     ).subquery()
     c = rows.c
     in_progress: dict[tuple[str, ...], float] = {}

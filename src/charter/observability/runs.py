@@ -14,13 +14,18 @@ What a run says about the agent is decided here, once, for the SLOs and the roll
 or a human's decision (``ToolResult.refusal``, counted when the run ends), and a run either
 succeeded, failed at what it was left to do, was handed to a human, or was stopped by a
 blocked attack.
+
+A row is read whatever it holds (``observability.stored``): a figure that is no amount (a
+negative cost written by a version that trusted a model's usage, NaN, text where SQLite keeps
+a number) reads as ``None`` (unknown) and is named in ``RunRow.unreadable``, so it is shown
+as unknown and left out of sums, never counted and never a crash.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -34,6 +39,7 @@ from charter.core.clock import as_utc
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import Event, RunFinished, RunStarted
 from charter.identity.names import canonical_person
+from charter.observability.stored import stored_count, stored_seconds, stored_usd
 from charter.storage.database import Database, from_db_time
 from charter.storage.migrate import ensure_schema
 from charter.storage.tables import run_labels, runs
@@ -76,18 +82,23 @@ class RunRow:
     reason: str
     rule_id: str | None
     elapsed_seconds: float | None
-    tool_calls: int
-    tool_errors: int
-    denied_calls: int
-    model_calls: int
-    total_tokens: int
-    cost_usd: Decimal
-    tool_fees_usd: Decimal
+    # The figures below are None when the stored value is unreadable (named in
+    # ``unreadable``); the money is then unknown as a whole (cost and fees together).
+    tool_calls: int | None
+    tool_errors: int | None
+    denied_calls: int | None
+    model_calls: int | None
+    total_tokens: int | None
+    cost_usd: Decimal | None
+    tool_fees_usd: Decimal | None
     violations: int = 0
     blocked_attacks: int = 0
+    unreadable: tuple[str, ...] = ()  # stored columns whose value is no amount
 
     @property
-    def model_cost_usd(self) -> Decimal:
+    def model_cost_usd(self) -> Decimal | None:
+        if self.cost_usd is None or self.tool_fees_usd is None:
+            return None
         return self.cost_usd - self.tool_fees_usd
 
     @property
@@ -134,30 +145,35 @@ class RunRow:
             "denied_calls": self.denied_calls,
             "model_calls": self.model_calls,
             "total_tokens": self.total_tokens,
-            "cost_usd": str(self.cost_usd),
-            "model_cost_usd": str(self.model_cost_usd),
-            "tool_fees_usd": str(self.tool_fees_usd),
+            "cost_usd": _text(self.cost_usd),
+            "model_cost_usd": _text(self.model_cost_usd),
+            "tool_fees_usd": _text(self.tool_fees_usd),
             "violations": self.violations,
             "blocked_attacks": self.blocked_attacks,
             "disposition": self.disposition,
+            "unreadable": list(self.unreadable),
         }
 
 
-def violations_of(outcome: str, denied_calls: int, totals: str | None) -> tuple[int, int]:
-    """A run's ``(violations, blocked_attacks)`` from its row (``totals`` is its JSON).
+def violations_of(outcome: str, denied_calls: object, totals: object) -> tuple[int, int]:
+    """A run's ``(violations, blocked_attacks)`` from its row (``totals`` is its JSON), as
+    stored: whatever the columns hold, this never raises.
 
     A run recorded before refusals were told apart has no such counts: then every refused
     call is taken for a violation, and a run that ended ``denied`` had at least one, as
     these runs were always counted (a guess that errs towards a breach, not away from it).
+    An unreadable count of refused calls is taken for at least one, for the same reason.
     """
     try:
-        data = json.loads(totals) if totals else {}
-    except ValueError:
+        data = json.loads(totals) if isinstance(totals, str) and totals else {}
+    except (ValueError, RecursionError):
         data = {}
-    if isinstance(data, dict) and isinstance(data.get("violations"), int):
-        attacks = data.get("blocked_attacks")
-        return data["violations"], attacks if isinstance(attacks, int) else 0
-    legacy = denied_calls or 0
+    if isinstance(data, dict) and stored_count(data.get("violations")) is not None:
+        attacks = stored_count(data.get("blocked_attacks"))
+        return data["violations"], attacks or 0
+    legacy = stored_count(denied_calls)
+    if legacy is None:
+        return 1, 0
     return (max(legacy, 1) if outcome == "denied" else legacy), 0
 
 
@@ -408,6 +424,21 @@ def _matching(
 def _row(row: Any) -> RunRow:
     data: Mapping[str, Any] = row._mapping
     violations, attacks = violations_of(data["outcome"], data["denied_calls"], data["totals"])
+    unreadable: list[str] = []
+
+    def read(column: str, reader: Callable[[object], Any]) -> Any:
+        value = reader(data[column])
+        if value is None and data[column] is not None:
+            unreadable.append(column)
+        return value
+
+    counts = {column: read(column, stored_count) for column in _COUNTS}
+    elapsed = read("elapsed_seconds", stored_seconds)
+    cost, fees = stored_usd(data["cost_usd"]), stored_usd(data["tool_fees_usd"])
+    if cost is None or fees is None or fees > cost:
+        # One of them is no amount, or fees exceed the whole: neither can be trusted.
+        cost = fees = None
+        unreadable.extend(("cost_usd", "tool_fees_usd"))
     return RunRow(
         id=data["id"],
         charter_name=data["charter_name"],
@@ -422,17 +453,21 @@ def _row(row: Any) -> RunRow:
         outcome=data["outcome"],
         reason=data["reason"],
         rule_id=data["rule_id"],
-        elapsed_seconds=data["elapsed_seconds"],
-        tool_calls=data["tool_calls"],
-        tool_errors=data["tool_errors"],
-        denied_calls=data["denied_calls"],
-        model_calls=data["model_calls"],
-        total_tokens=data["total_tokens"],
-        cost_usd=Decimal(data["cost_usd"]),
-        tool_fees_usd=Decimal(data["tool_fees_usd"]),
+        elapsed_seconds=elapsed,
+        **counts,
+        cost_usd=cost,
+        tool_fees_usd=fees,
         violations=violations,
         blocked_attacks=attacks,
+        unreadable=tuple(unreadable),
     )
+
+
+_COUNTS: Final = ("tool_calls", "tool_errors", "denied_calls", "model_calls", "total_tokens")
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
 
 
 def _float(value: Any) -> float | None:

@@ -275,16 +275,21 @@ def _p95_latency(runs: Sequence[RunRow], labels: Mapping[str, str]) -> _Measured
 
 
 def _tool_error_rate(runs: Sequence[RunRow], labels: Mapping[str, str]) -> _Measured:
-    calls = sum(r.tool_calls for r in runs)
-    errors = sum(r.tool_errors for r in runs)
+    # A run whose counts are unreadable (RunRow.unreadable) is left out, not counted as 0.
+    calls = errors = 0
+    for r in runs:
+        if r.tool_calls is not None and r.tool_errors is not None:
+            calls += r.tool_calls
+            errors += r.tool_errors
     return _Measured(Fraction(errors, calls) if calls else None, calls)
 
 
 def _cost_per_run(runs: Sequence[RunRow], labels: Mapping[str, str]) -> _Measured:
-    if not runs:
+    # A run whose cost is unreadable is left out: neither $0 nor what it holds.
+    costs = [Fraction(r.cost_usd) for r in runs if r.cost_usd is not None]
+    if not costs:
         return _Measured(None, 0)
-    total = sum((Fraction(r.cost_usd) for r in runs), Fraction(0))
-    return _Measured(total / len(runs), len(runs))
+    return _Measured(sum(costs, Fraction(0)) / len(costs), len(costs))
 
 
 _MEASURES: Final[dict[str, _Measure]] = {

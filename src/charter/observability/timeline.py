@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy import or_, select
@@ -45,6 +45,7 @@ from charter.identity.roles import RoleGrants
 from charter.observability.audit_reader import call_phase, records_of_runs
 from charter.observability.cost import approval_wait
 from charter.observability.runs import RunRow, RunStore
+from charter.observability.stored import stored_usd
 from charter.observability.timeline_model import (
     ApprovalView,
     Limits,
@@ -352,12 +353,8 @@ def _int(value: Any) -> int:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
+    # What a span recorded, as stored: anything but an amount from 0 is unknown.
+    return stored_usd(value)
 
 
 def _unavailable(database: Database, what: str, exc: SQLAlchemyError) -> DatabaseUnavailable:

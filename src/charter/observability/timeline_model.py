@@ -176,15 +176,17 @@ class Usage:
     """
 
     model_calls: int | None
-    tool_calls: int
-    tool_errors: int
-    denied_calls: int
+    tool_calls: int | None
+    tool_errors: int | None
+    denied_calls: int | None
     total_tokens: int | None
     cost_usd: Decimal | None
     model_cost_usd: Decimal | None
     tool_fees_usd: Decimal | None
     elapsed_seconds: float | None
     final: bool = True
+    # Figures the row holds that are no amount (``RunRow.unreadable``): None above.
+    unreadable: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +200,7 @@ class Usage:
             "model_cost_usd": _str(self.model_cost_usd),
             "tool_fees_usd": _str(self.tool_fees_usd),
             "elapsed_seconds": self.elapsed_seconds,
+            "unreadable": list(self.unreadable),
         }
 
 
@@ -291,6 +294,7 @@ def usage_of_row(row: RunRow) -> Usage:
         model_cost_usd=row.model_cost_usd,
         tool_fees_usd=row.tool_fees_usd,
         elapsed_seconds=row.elapsed_seconds,
+        unreadable=row.unreadable,
     )
 
 
