@@ -40,6 +40,10 @@ __all__ = [
 
 metadata = MetaData()
 
+# A count that grows without bound: BIGINT on Postgres (migration 0008); on SQLite INTEGER,
+# which holds 64 bits already (and an INTEGER PRIMARY KEY must be spelled so to be the rowid).
+_COUNT = BigInteger().with_variant(Integer, "sqlite")
+
 # The audit log (see observability/audit.py): one row per record, chained per tenant.
 AUDIT_COLUMNS = (
     "kind", "at", "user", "service_principal", "environment", "run_id", "charter_name",
@@ -154,11 +158,12 @@ runs = Table(
     Column("reason", Text, nullable=False),
     Column("rule_id", Text),
     Column("elapsed_seconds", Float),  # the run's own clock: approval waits excluded
-    Column("tool_calls", Integer, nullable=False),
-    Column("tool_errors", Integer, nullable=False),
-    Column("denied_calls", Integer, nullable=False),
-    Column("model_calls", Integer, nullable=False),
-    Column("total_tokens", Integer, nullable=False),
+    # Counts are 64-bit (migration 0008): a run without limits may pass 2**31 tokens.
+    Column("tool_calls", _COUNT, nullable=False),
+    Column("tool_errors", _COUNT, nullable=False),
+    Column("denied_calls", _COUNT, nullable=False),
+    Column("model_calls", _COUNT, nullable=False),
+    Column("total_tokens", _COUNT, nullable=False),
     Column("cost_usd", Text, nullable=False),  # model cost + tool fees
     Column("tool_fees_usd", Text, nullable=False),
     Column("totals", Text),  # JSON: what RunFinished reported
@@ -245,14 +250,14 @@ deployments = Table(
     Column("stable_release", Text, nullable=False),
     Column("candidate_release", Text),
     Column("stage", Integer, nullable=False),  # index into the charter's rollout plan
-    Column("generation", Integer, nullable=False),  # bumped by every change
+    Column("generation", _COUNT, nullable=False),  # bumped by every change
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", Text, nullable=False),
 )
 governance_events = Table(
     "governance_events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", _COUNT, primary_key=True, autoincrement=True),  # 64-bit (0008)
     Column("at", DateTime(timezone=True), nullable=False),
     Column("charter_name", Text, nullable=False),
     Column("environment", Text),
