@@ -51,7 +51,7 @@ from charter.policy.cedar_engine import CedarEngine
 from charter.policy.pricing import ModelPrice, price_for
 from charter.storage import Database
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "credential_names", "default_secret_providers", "resolve_credentials"]
 
 
 class Runtime:
@@ -108,7 +108,7 @@ class Runtime:
         providers = (
             secret_providers
             if secret_providers is not None
-            else (EnvSecretProvider(), FileSecretProvider(self.settings.secrets_dir))
+            else default_secret_providers(self.settings)
         )
         bus = EventBus()
         # Audit first: if it cannot record, the publisher fails before anything else sees
@@ -174,7 +174,7 @@ class Runtime:
         env = environment or self.settings.environment
         if env not in ENVIRONMENTS:
             raise ValueError(f"environment {env!r} must be one of {', '.join(ENVIRONMENTS)}")
-        self._know_credentials(charter)
+        self.know_credentials(charter)
         spec = charter.spec.model
         return Run(
             charter=charter,
@@ -187,21 +187,21 @@ class Runtime:
             run_id=run_id,
         )
 
-    def _know_credentials(self, charter: Charter) -> None:
-        """Resolve the charter's credentials before its first run, so the redactor knows
-        their values from the start: a value is otherwise learnt only when a tool first uses
-        it, and one appearing earlier (in the user's input, copied into an argument) would
-        reach the audit log and traces in clear. A credential that cannot be resolved now
-        is left for its tool call to report."""
-        for decl in charter.spec.tools.values():
-            name = decl.credential
-            if name is None or name in self._known_credentials:
-                continue
-            try:
-                self.services.secrets.resolve(name)
-            except UserError:
-                continue  # missing, or refused (a file others can read): the call says so
-            self._known_credentials.add(name)
+    def know_credentials(self, charter: Charter) -> tuple[str, ...]:
+        """Resolve the charter's credentials before its first run, so the redactor
+        (``services.redactor``) knows their values from the start: a value is otherwise
+        learnt only when a tool first uses it, and one appearing earlier (in the user's
+        input, copied into an argument) would reach the audit log and traces in clear.
+
+        Returns:
+            The credentials that cannot be resolved now (left for their tool calls to
+            report): text cannot be checked for them.
+        """
+        names = credential_names(charter)
+        unknown = [name for name in names if name not in self._known_credentials]
+        unresolved = resolve_credentials(self.services.secrets, unknown)
+        self._known_credentials.update(n for n in unknown if n not in unresolved)
+        return unresolved
 
     async def run_agent(
         self,
@@ -300,6 +300,33 @@ class Runtime:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def default_secret_providers(settings: Settings) -> tuple[SecretProvider, ...]:
+    """Where credentials come from unless a caller says otherwise: ``CHARTER_SECRET_*``,
+    then one file per credential in ``settings.secrets_dir``."""
+    return (EnvSecretProvider(), FileSecretProvider(settings.secrets_dir))
+
+
+def credential_names(charter: Charter) -> tuple[str, ...]:
+    """The credentials ``charter``'s tools use, each once, sorted."""
+    return tuple(sorted({d.credential for d in charter.spec.tools.values() if d.credential}))
+
+
+def resolve_credentials(secrets: ChainSecretProvider, names: Sequence[str]) -> tuple[str, ...]:
+    """Resolve each of ``names`` (which registers its value with the chain's redactor).
+
+    Returns:
+        The names that cannot be resolved: missing, or refused (a secret file others can
+        read); their tool calls report why.
+    """
+    unresolved = []
+    for name in names:
+        try:
+            secrets.resolve(name)
+        except UserError:
+            unresolved.append(name)
+    return tuple(unresolved)
 
 
 def _takes_seed(factory: Any) -> bool:

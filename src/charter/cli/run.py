@@ -26,6 +26,7 @@ from charter.core.ids import new_id
 from charter.core.settings import Settings
 from charter.durable import DurableEngine, RunSpec, enqueue_run
 from charter.identity.principal import ENVIRONMENTS, Principal
+from charter.identity.secrets import REDACTED
 from charter.runtime import Runtime
 
 # A charter name (contract/schema.py); a path that does not exist but reads as one is a name.
@@ -227,6 +228,21 @@ def queue_detached(settings: Settings, charter: Charter, spec: RunSpec, as_json:
         f"a 'charter worker' runs it; follow with: charter runs show {status.run_id} --wait 60",
         soft_wrap=True,
     )
+    if status.input_redacted:
+        _note(
+            "your input held a credential this charter uses; the queued run (its stored "
+            f"input), the model, the audit log and traces see {REDACTED} in its place"
+        )
+    if status.unchecked_credentials:
+        _note(
+            f"credential(s) {', '.join(status.unchecked_credentials)} cannot be resolved "
+            "here, so your input was stored without being checked for them; a worker that "
+            "holds them redacts them before the model, the audit log and traces see them"
+        )
+
+
+def _note(text: str) -> None:
+    stderr.print(Text.assemble(("note:", "yellow"), f" {text}"), soft_wrap=True)
 
 
 def run_durably(

@@ -12,6 +12,7 @@ for a single call (the CLI).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,6 +29,8 @@ from charter.durable.queues import queue_limits, queue_name
 from charter.durable.system_db import APP_NAME, dbos_client, dbos_tables_exist, migrate_dbos
 from charter.execution.approval_store import ApprovalStore
 from charter.execution.dbos_steps import KILL_VERDICT, approval_topic
+from charter.identity.secrets import ChainSecretProvider, Redactor, SecretProvider
+from charter.runtime import credential_names, default_secret_providers, resolve_credentials
 
 __all__ = [
     "DurableControl",
@@ -43,13 +46,20 @@ _EVERY_PENDING = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class RunStatus:
-    """Where a durable run is: DBOS's status, and the run's result once it has one."""
+    """Where a durable run is: DBOS's status, and the run's result once it has one.
+
+    ``input_redacted`` and ``unchecked_credentials`` are what storing its input found (see
+    ``RunSpec``): a credential of the charter replaced, and the credentials the input could
+    not be checked for where the run was queued.
+    """
 
     run_id: str
     status: str  # ENQUEUED, PENDING (running or parked), SUCCESS, ERROR, CANCELLED, ...
     queue: str | None
     executor: str | None
     result: dict[str, Any] | None
+    input_redacted: bool = False
+    unchecked_credentials: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +68,8 @@ class RunStatus:
             "queue": self.queue,
             "executor": self.executor,
             "result": self.result,
+            "input_redacted": self.input_redacted,
+            "unchecked_credentials": list(self.unchecked_credentials),
         }
 
 
@@ -68,8 +80,17 @@ class DurableControl:
     and reads and messages answer so without creating anything.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, secret_providers: Sequence[SecretProvider] | None = None
+    ) -> None:
         self._settings = settings
+        # Where the charter's credentials are resolved to redact a queued run's input: a
+        # worker's sources by default (the same settings).
+        self._providers = (
+            tuple(secret_providers)
+            if secret_providers is not None
+            else default_secret_providers(settings)
+        )
         self._stack = ExitStack()
         self._client: DBOSClient | None = None
 
@@ -91,9 +112,17 @@ class DurableControl:
     def enqueue(self, charter: Charter, spec: RunSpec, run_id: str) -> RunStatus:
         """Queue ``spec`` on its charter's queue for any worker; returns at once.
 
+        The input is stored redacted of the charter's credentials as resolved here (see
+        ``RunSpec``); the status says whether one was found, and which could not be checked.
+
         Raises:
             DatabaseUnavailable: the database cannot be reached.
         """
+        redactor = Redactor()
+        unchecked = resolve_credentials(
+            ChainSecretProvider(self._providers, redactor), credential_names(charter)
+        )
+        spec = spec.redacted(redactor, unchecked)
         name = queue_name(charter.name)
         options: Any = {
             "queue_name": name,
@@ -110,7 +139,8 @@ class DurableControl:
             client.enqueue(options, spec.as_dict())
         except SQLAlchemyError as exc:
             raise _unavailable("queue the run", exc) from None
-        return RunStatus(run_id, "ENQUEUED", name, None, None)
+        return RunStatus(run_id, "ENQUEUED", name, None, None, spec.input_redacted,
+                         spec.unchecked_credentials)  # fmt: skip
 
     def status(self, run_id: str) -> RunStatus:
         """The durable run ``run_id``'s status and, when it has ended, its result.
@@ -130,12 +160,15 @@ class DurableControl:
             raise UserError(f"no durable run {run_id!r}")
         workflow = found[0]
         result = workflow.output if workflow.status == "SUCCESS" else None
+        redacted, unchecked = _stored_input_notes(workflow.input)
         return RunStatus(
             run_id,
             str(workflow.status),
             workflow.queue_name,
             workflow.executor_id,
             result if isinstance(result, dict) else None,
+            redacted,
+            unchecked,
         )
 
     def notify_decision(self, *, run_id: str, request_id: str, verdict: str, by: str,
@@ -223,6 +256,18 @@ def stop_parked_runs(
     """``DurableControl.stop_parked_runs`` with a client of its own."""
     with DurableControl(settings) as control:
         return control.stop_parked_runs(approvals, scope=scope, reason=reason, by=by)
+
+
+def _stored_input_notes(stored: object) -> tuple[bool, tuple[str, ...]]:
+    """``(input_redacted, unchecked_credentials)`` from a run's stored workflow input; as
+    nothing was noted for a run queued before these were (or an input that is not a spec)."""
+    args = stored.get("args") if isinstance(stored, dict) else None
+    spec = args[0] if isinstance(args, list | tuple) and args else None
+    if not isinstance(spec, dict):
+        return False, ()
+    unchecked = spec.get("unchecked_credentials")
+    names = tuple(n for n in unchecked if isinstance(n, str)) if isinstance(unchecked, list) else ()
+    return spec.get("input_redacted") is True, names
 
 
 def _unavailable(doing: str, exc: SQLAlchemyError) -> DatabaseUnavailable:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from dbos import DBOS, DBOSPortableJSONSerializer, SetEnqueueOptions, SetWorkflowID
@@ -36,6 +37,7 @@ from charter.durable.system_db import APP_NAME, system_database
 from charter.execution.agent import run_agent
 from charter.execution.dbos_steps import DbosSteps
 from charter.identity.principal import Principal
+from charter.identity.secrets import Redactor
 from charter.runtime import Runtime
 
 __all__ = ["WORKFLOW_NAME", "WORKFLOW_VERSION", "DurableEngine", "RunSpec"]
@@ -52,7 +54,16 @@ WORKFLOW_NAME = "charter_run"
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """Everything a durable run needs, as the workflow's (JSON) input."""
+    """Everything a durable run needs, as the workflow's (JSON) input.
+
+    DBOS keeps that input in its database for as long as it keeps the workflow, so it is
+    stored ``redacted``: the user's input with every credential of the charter known where
+    the run is started or queued replaced by ``[REDACTED]`` (``DurableEngine.run`` and
+    ``DurableControl.enqueue`` do it; a spec built by hand cannot skip it).
+    ``input_redacted`` says a credential was found; ``unchecked_credentials`` names the
+    charter's credentials that could not be resolved there, so the input was not checked
+    for them (a worker that holds them still redacts them before the model sees them).
+    """
 
     charter_path: str
     charter_sha256: str
@@ -62,6 +73,19 @@ class RunSpec:
     environment: str
     input: str
     max_steps: int = 24
+    input_redacted: bool = False
+    unchecked_credentials: tuple[str, ...] = ()
+
+    def redacted(self, redactor: Redactor, unchecked: Sequence[str]) -> RunSpec:
+        """This spec as it may be stored: ``input`` redacted by ``redactor`` (which knows the
+        charter's credentials), ``unchecked`` naming those it does not know."""
+        shown = redactor.redact_text(self.input)
+        return replace(
+            self,
+            input=shown,
+            input_redacted=self.input_redacted or shown != self.input,
+            unchecked_credentials=tuple(unchecked),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +97,8 @@ class RunSpec:
             "environment": self.environment,
             "input": self.input,
             "max_steps": self.max_steps,
+            "input_redacted": self.input_redacted,
+            "unchecked_credentials": list(self.unchecked_credentials),
         }
 
 
@@ -177,6 +203,9 @@ class DurableEngine:
         This process serves the queue too, but any worker may be the one that executes it.
         """
         charter = Charter.load(spec.charter_path)
+        # Stored as DBOS's record of the run: never with a credential the runtime knows.
+        unchecked = self.runtime.know_credentials(charter)
+        spec = spec.redacted(self.runtime.services.redactor, unchecked)
         queue = await DBOS.register_queue_async(queue_name(charter.name), **queue_limits(charter))
         with (
             SetWorkflowID(run_id or f"run_{uuid.uuid4().hex}"),
@@ -235,7 +264,10 @@ async def charter_run(spec: dict[str, Any]) -> dict[str, Any]:
         max_steps=int(spec["max_steps"]),
         steps=DbosSteps(engine.approval_timeout_seconds),
     )
-    return result.as_dict()
+    ended = result.as_dict()
+    # The input was redacted before it was stored: the person who typed it is still told.
+    ended["input_redacted"] = result.input_redacted or spec.get("input_redacted") is True
+    return ended
 
 
 assert charter_run.__qualname__ == WORKFLOW_NAME
