@@ -4,12 +4,26 @@ The argument schema comes from the type hints, the descriptions from the Google-
 docstring. One parameter may be annotated ``ToolContext``: it is filled in by Charter
 (run id, idempotency key, credential, resources) and never appears in the schema, so
 nothing the model writes can reach it.
+
+Arguments arrive as JSON, so they are validated as JSON (``ToolSpec.parse_arguments``):
+strictly (``"5"`` is not an int), and a type JSON carries as text or as an array gets the
+text or array its schema shows the model (a datetime as ISO 8601, a UUID, an enum's value,
+a tuple, a set). Pydantic models and dataclasses are objects. A type whose value could not
+be recorded faithfully is refused when the tool is defined: bytes (a model writes text),
+secrets (the audit log would keep a mask), ``Json[...]`` (text inside text) and iterators
+(read once, by whoever reads first). The audit log, the approval hash and the policies see
+the canonical JSON of the validated values (``core.canonical.to_json_form``); for any type
+but plain JSON data each call checks that this JSON reads back as the same values.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import contextlib
+import dataclasses
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -114,6 +128,21 @@ class ToolSpec:
     arguments_model: type[pydantic.BaseModel]
     json_schema: dict[str, Any]
     context_parameter: str | None
+    # Every parameter is plain JSON data (str, int, float, bool, Decimal, None, Any, and
+    # lists, str-keyed dicts, unions and literals of those): its validated values are the
+    # JSON the model sent, so a call need not check that its record reads back the same.
+    plain_arguments: bool = True
+
+    def parse_arguments(self, json_text: str) -> pydantic.BaseModel:
+        """Validate arguments given as JSON text, the way a model sends them.
+
+        Strict, nested models included, with JSON's own forms for other types (see the
+        module docstring); amounts (``Decimal``) also accept numeric strings.
+
+        Raises:
+            pydantic.ValidationError: the arguments do not match the schema.
+        """
+        return self.arguments_model.model_validate_json(json_text, strict=True)
 
     def call(self, arguments: Mapping[str, Any], context: ToolContext) -> Any:
         """Call the function (returns an awaitable for async tools)."""
@@ -193,6 +222,13 @@ def _build_spec(func: Callable[..., Any], name: str | None, description: str | N
         if annotation is ToolContext:
             context_parameter = param.name
             continue
+        lazy = _lazy_part(annotation, set())
+        if lazy is not None:
+            raise ToolDefinitionError(
+                f"{where}: parameter {param.name!r} is an iterator ({lazy!r}), which is "
+                "read once, by whoever reads it first: Charter records and checks the "
+                "arguments before the tool runs. Take a list instead"
+            )
         default = ... if param.default is inspect.Parameter.empty else param.default
         # Amounts arrive from models as JSON numbers or numeric strings; everything else is
         # strict, so "5" is not an int and 5 is not a str.
@@ -217,6 +253,10 @@ def _build_spec(func: Callable[..., Any], name: str | None, description: str | N
     except Exception as exc:
         raise ToolDefinitionError(f"{where}: cannot build an argument schema: {exc}") from exc
     schema.pop("title", None)
+    for prop_name, prop in schema.get("properties", {}).items():
+        problem = _unrecordable(prop, schema.get("$defs", {}), set())
+        if problem is not None:
+            raise ToolDefinitionError(f"{where}: parameter {prop_name!r} {problem}")
     decimals = {name for name, (annotation, _) in fields.items() if _is_decimal(annotation)}
     for prop_name, prop in schema.get("properties", {}).items():
         prop.pop("title", None)
@@ -234,7 +274,108 @@ def _build_spec(func: Callable[..., Any], name: str | None, description: str | N
         arguments_model=model,
         json_schema=schema,
         context_parameter=context_parameter,
+        plain_arguments=all(_plain(annotation) for annotation, _ in fields.values()),
     )
+
+
+_PLAIN_LEAVES: frozenset[Any] = frozenset(
+    {str, int, float, bool, Decimal, type(None), Any, object, list, dict}
+)
+_LAZY: frozenset[Any] = frozenset(
+    {
+        collections.abc.Iterable,
+        collections.abc.Iterator,
+        collections.abc.Generator,
+        collections.abc.AsyncIterable,
+        collections.abc.AsyncIterator,
+        collections.abc.AsyncGenerator,
+    }
+)
+
+
+def _plain(annotation: Any) -> bool:
+    """Whether values of this type are plain JSON data once validated (see ``ToolSpec``)."""
+    if _one_of(annotation, _PLAIN_LEAVES):
+        return True
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return all(type(a) in (str, int, bool, type(None)) for a in args)
+    if origin in (typing.Union, types.UnionType, list):
+        return all(_plain(a) for a in args)
+    if origin is dict:
+        return args[0] is str and _plain(args[1])
+    return False  # anything else (Annotated too: its validators may change the value)
+
+
+def _one_of(annotation: Any, kinds: frozenset[Any]) -> bool:
+    try:
+        return annotation in kinds
+    except TypeError:  # an unhashable type argument (Callable[[int], int]) is none of them
+        return False
+
+
+def _lazy_part(annotation: Any, seen: set[int]) -> Any:
+    """The iterator type inside ``annotation`` (in its type arguments, or the fields of a
+    model or dataclass it names), or None."""
+    if id(annotation) in seen:
+        return None
+    seen.add(id(annotation))
+    if _one_of(annotation, _LAZY) or _one_of(typing.get_origin(annotation), _LAZY):
+        return annotation
+    inner: list[Any] = list(typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        inner += [f.annotation for f in annotation.model_fields.values()]
+    elif isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        with contextlib.suppress(Exception):  # pydantic reports hints it cannot read
+            inner += list(typing.get_type_hints(annotation).values())
+    for part in inner:
+        found = _lazy_part(part, seen)
+        if found is not None:
+            return found
+    return None
+
+
+def _unrecordable(node: Any, defs: Mapping[str, Any], seen: set[str]) -> str | None:
+    """Why a value matching this JSON schema could not be recorded, or None (see the module
+    docstring). Follows ``$ref`` into ``defs``, so types inside models count too."""
+    if isinstance(node, list):
+        for item in node:
+            problem = _unrecordable(item, defs, seen)
+            if problem is not None:
+                return problem
+        return None
+    if not isinstance(node, dict):
+        return None
+    if node.get("format") in ("binary", "base64", "base64url"):
+        return (
+            "holds bytes, which a model cannot write: JSON carries text. Take a str "
+            "(and decode it in the tool if it is base64)"
+        )
+    if node.get("writeOnly") or node.get("format") == "password":
+        return (
+            "holds a secret (SecretStr, SecretBytes), which the audit log could only keep "
+            "masked, so no record would say what the call was given. A credential the "
+            "tool needs is ToolContext.credential; take anything else as a str"
+        )
+    if "contentMediaType" in node or "contentSchema" in node:
+        return (
+            "holds JSON text (Json[...]), data inside a string, which the audit log "
+            "would record as the parsed data. Take the data itself (a model or a dict)"
+        )
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.removeprefix("#/$defs/")
+        if name not in seen:
+            seen.add(name)
+            problem = _unrecordable(defs.get(name), defs, seen)
+            if problem is not None:
+                return problem
+    for key, value in node.items():
+        if key != "$ref" and isinstance(value, dict | list):
+            problem = _unrecordable(value, defs, seen)
+            if problem is not None:
+                return problem
+    return None
 
 
 def _is_decimal(annotation: Any) -> bool:

@@ -6,12 +6,17 @@ text must be valid UTF-8 (lone surrogates are refused rather than smuggled into 
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import json
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["canonical_json", "canonical_text", "sha256_hex", "to_jsonable"]
+import pydantic
+import pydantic_core
+
+__all__ = ["canonical_json", "canonical_text", "sha256_hex", "to_json_form", "to_jsonable"]
 
 
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -33,6 +38,56 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, float) and value != value:  # NaN has no canonical form
         raise ValueError("NaN cannot be represented in canonical JSON")
     return value
+
+
+def to_json_form(value: Any) -> Any:
+    """The JSON a model would send for ``value``, a tool's argument of any type ``@tool``
+    takes (see ``contract/tool.py``): ``to_jsonable``'s plain JSON for plain data; enums
+    their values; sets sorted lists (a set has no order, and its iteration order changes
+    from process to process, so a hash needs one); pydantic models and dataclasses objects
+    of their fields (by alias); dates, times, durations, UUIDs, paths and the like
+    pydantic's JSON text for them. Anything else (bytes among them) is returned as it is,
+    for the caller to refuse.
+
+    Raises:
+        ValueError: a float is NaN (it has no canonical form).
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if isinstance(value, dict):
+        return {_key(k): to_json_form(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_form(v) for v in value]
+    if isinstance(value, Decimal | float):
+        return to_jsonable(value)
+    if isinstance(value, enum.Enum):
+        return to_json_form(value.value)
+    if isinstance(value, set | frozenset):
+        return sorted((to_json_form(v) for v in value), key=_order)
+    if isinstance(value, pydantic.BaseModel):
+        return to_json_form(value.model_dump(by_alias=True))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json_form(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, str | int | bytes | bytearray | memoryview):
+        return value  # str and int subclasses are JSON already; bytes are not text
+    try:
+        return pydantic_core.to_jsonable_python(value)
+    except pydantic_core.PydanticSerializationError:
+        return value  # not a type pydantic knows either
+
+
+def _key(key: Any) -> str:
+    """A JSON object key: text (an int key 1 is "1", an enum key its value's text)."""
+    return key if type(key) is str else str(to_json_form(key))
+
+
+def _order(item: Any) -> str:
+    """A total order for a set's members, whatever their types: their JSON text."""
+    try:
+        return json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(item)
 
 
 def canonical_json(value: Any) -> str:

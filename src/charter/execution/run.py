@@ -179,7 +179,8 @@ class Run:
         self.results = [ToolResult.from_dict(result) for result in snapshot["results"]]
 
     def _validated(self, tool: str, canonical: dict[str, Any]) -> dict[str, Any]:
-        model = self.charter.tools[tool].arguments_model.model_validate(canonical)
+        # As the arguments stage validated them: canonical JSON is JSON (a datetime is text).
+        model = self.charter.tools[tool].parse_arguments(json.dumps(canonical))
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     def redact(self, value: Any) -> Any:

@@ -3,6 +3,13 @@
 Unknown, missing and wrongly typed arguments are refused (no coercion of "5" into 5), as are
 oversized ones and text that is not valid UTF-8. Amounts must fit what policies can compare
 (Cedar decimals: four places), so no value is rounded on its way to a decision.
+
+Arguments are validated as the JSON they are (``ToolSpec.parse_arguments``): what a model
+sent is JSON already, and values host code passes (a datetime, a pydantic model) are first
+written as the JSON a model would send for them (``to_json_form``); anything that has no
+such form is refused. The validated values' canonical JSON is what is hashed, approved,
+audited and shown to policies; for a tool with other than plain JSON arguments it must read
+back as the same values, or the call is refused: a record must say what the tool was given.
 """
 
 from __future__ import annotations
@@ -11,12 +18,13 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from charter.core.canonical import canonical_text, sha256_hex, to_jsonable
+from charter.core.canonical import canonical_text, sha256_hex, to_json_form, to_jsonable
 from charter.core.decision import Decision, Stage
 
 if TYPE_CHECKING:
+    from charter.contract.tool import ToolSpec
     from charter.execution.call import PendingCall
     from charter.execution.run import Run
 
@@ -35,7 +43,8 @@ class ArgumentsStage:
             return self._deny(f"arguments must be a JSON object, not {type(raw).__name__}", rule)
         limit = run.charter.spec.policies.max_argument_bytes
         try:
-            size = len(json.dumps(raw, default=str).encode("utf-8"))
+            text = json.dumps(raw, default=_as_json, ensure_ascii=False)
+            size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
             return self._deny("arguments contain text that is not valid UTF-8", rule)
         except RecursionError:
@@ -44,19 +53,29 @@ class ArgumentsStage:
             return self._deny(f"arguments are not JSON data: {exc}", rule)
         if size > limit:
             return self._deny(f"arguments are {size} bytes; the limit is {limit}", rule)
+        spec = call.spec
         try:
-            model = call.spec.arguments_model.model_validate(raw)
+            model = spec.parse_arguments(text)
         except ValidationError as exc:
             return self._deny(_describe(exc), rule)
         arguments = {name: getattr(model, name) for name in type(model).model_fields}
         problem = _amount_problem(arguments)
         if problem:
             return self._deny(problem, rule)
-        jsonable = to_jsonable(arguments)
         try:
+            # Plain JSON data needs only to_jsonable (the hot path: most tools).
+            jsonable = (to_jsonable if spec.plain_arguments else to_json_form)(arguments)
             canonical = canonical_text(jsonable)
-        except ValueError as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
+            # TypeError: a value with no JSON form (a type this code does not know).
             return self._deny(f"arguments cannot be canonicalized: {exc}", rule)
+        if not spec.plain_arguments and not _reads_back(spec, canonical, model):
+            return self._deny(
+                "their JSON form does not read back as the same values (a custom "
+                "serializer or validator changes them), so no record could say what the "
+                f"tool was given; fix the types of {call.tool!r}",
+                rule,
+            )
         call.arguments = arguments
         call.canonical_arguments = jsonable
         call.arguments_sha256 = sha256_hex(canonical)
@@ -64,6 +83,23 @@ class ArgumentsStage:
 
     def _deny(self, reason: str, rule: str) -> Decision:
         return Decision.deny(self.stage, f"invalid arguments: {reason}", rule)
+
+
+def _as_json(value: Any) -> Any:
+    """``json.dumps``'s fallback for a value host code passed: its JSON form, as a model
+    would send it (a datetime's ISO text, a model's fields), or TypeError."""
+    converted = to_json_form(value)
+    if converted is value:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return converted
+
+
+def _reads_back(spec: ToolSpec, canonical: str, model: BaseModel) -> bool:
+    """Whether the canonical JSON validates back to the same values."""
+    try:
+        return spec.parse_arguments(canonical) == model
+    except ValidationError:
+        return False
 
 
 def _describe(exc: ValidationError) -> str:

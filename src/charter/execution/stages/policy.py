@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from charter.core.decision import Decision, Stage
 from charter.policy.request import build_context
@@ -17,7 +19,15 @@ class PolicyStage:
 
     def check(self, run: Run, call: PendingCall) -> Decision | None:
         charter = run.charter
-        arguments = call.arguments
+        assert call.spec is not None
+        arguments: Mapping[str, Any] = call.arguments
+        if not call.spec.plain_arguments:
+            # Policies read what the model sent: a datetime or a UUID as its text, a set as a
+            # sorted list. Amounts stay Decimal, which Cedar gets as a decimal.
+            arguments = {
+                name: value if isinstance(value, Decimal) else call.canonical_arguments[name]
+                for name, value in call.arguments.items()
+            }
         context = build_context(
             keys=run.engine.context_keys(call.tool),
             arguments=arguments,
