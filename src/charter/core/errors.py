@@ -23,6 +23,8 @@ CharterError                     (Exception)
 │   ├── BudgetExceeded           a budget (tokens, calls, time, USD) would be overspent
 │   ├── ToolTimeout              a tool ran past its time limit
 │   ├── ToolFailed               the tool itself raised
+│   │   └── ToolMisconfigured    ... or could not run for a reason the operator must fix
+│   │                            (a credential or resource missing); also a UserError
 │   └── ModelResponseInvalid     a model's reply breaks the Model protocol (usage, shape)
 └── ApprovalRequired             control-flow signal: a human must approve first
 
@@ -203,6 +205,16 @@ class ToolFailed(GovernedOutcome):
     """The tool raised. The original exception is chained as ``__cause__``."""
 
     code = "tool_failed"
+
+
+class ToolMisconfigured(ToolFailed, UserError):
+    """A governed call could not run for a reason only the operator can fix: a credential
+    that cannot be resolved, a resource the run was not given (``ToolResult.failure ==
+    "configuration"``). No model can work around it. A ``ToolFailed``, so code handling
+    failed calls still catches it, and a ``UserError``, so code that tells misconfiguration
+    apart (to stop and say what to fix) does too."""
+
+    code = "tool_misconfigured"
 
 
 class ModelResponseInvalid(GovernedOutcome):

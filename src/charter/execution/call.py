@@ -16,6 +16,7 @@ from charter.core.errors import (
     GovernedOutcome,
     PermissionDenied,
     ToolFailed,
+    ToolMisconfigured,
     ToolTimeout,
 )
 from charter.core.events import ToolCallOutcome
@@ -162,16 +163,26 @@ class ToolResult:
     def unwrap(self) -> Any:
         """The tool's value if it executed; otherwise raise the governed outcome.
 
+        A deferred call (``defer: until_run_succeeds``) returns None: it was accepted and has
+        no value yet; it runs when the run settles its effects (``Run.settle_effects``).
+
         Raises:
             ApprovalRequired: a human must approve these exact arguments first (its
                 ``request_id`` is ``""`` when the run cannot wait and none was filed).
             PermissionDenied: the allowlist, the argument schema or a policy refused the call.
             BudgetExceeded: a budget of the run would have been overspent.
             ToolTimeout: the tool ran past its time limit.
+            ToolMisconfigured: the call could not run for a reason the operator must fix (a
+                credential or resource missing; ``failure == "configuration"``). It is a
+                ``ToolFailed`` and a ``UserError``.
             ToolFailed: the tool raised (its error text, redacted, is the message).
         """
         if self.outcome == "executed":
             return self.value
+        if self.outcome == "deferred":
+            return None
+        if self.failure == "configuration":
+            raise ToolMisconfigured(self.decision, self.model_text)
         if self.outcome == "approval_required":
             if self.approval is None:  # the run cannot wait (``Run.can_wait``): none filed
                 raise ApprovalRequired(self.decision, "", "")

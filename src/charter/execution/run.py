@@ -192,9 +192,13 @@ class Run:
     async def invoke(self, name: str, arguments: Any) -> Any:
         """Call a tool the way host code and SDK adapters want: its value, or an exception.
 
+        A deferred call returns None (accepted; it runs when the run settles its effects).
+
         Raises:
             ApprovalRequired, PermissionDenied, BudgetExceeded, ToolTimeout, ToolFailed: the
-                governed outcome, after it is audited (see ``ToolResult.unwrap``).
+                governed outcome, after it is audited (see ``ToolResult.unwrap``); a call
+                that could not run for a reason the operator must fix is
+                ``ToolMisconfigured``, a ``ToolFailed`` that is also a ``UserError``.
             KillSignal: the kill switch is active for this run.
         """
         result = await self.call_tool(name, arguments)
