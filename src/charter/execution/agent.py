@@ -277,12 +277,13 @@ async def _settle(run: Run, stop: _Stop, steps: Steps) -> _Stop:
     async def settle() -> dict[str, Any]:
         before = len(run.results)
         settled = await run.settle_effects(succeeded=stop.outcome == "succeeded")
-        kill = settled.kill
-        return {
+        out: dict[str, Any] = {
             "failure": settled.failure,
-            "killed": {"scope": kill.scope, "reason": kill.reason} if kill else None,
             "not_undone": _not_undone(run.results[before:]),
         }
+        if settled.kill is not None:  # only then: a step's "killed" means a kill stopped it
+            out["killed"] = {"scope": settled.kill.scope, "reason": settled.kill.reason}
+        return out
 
     settled = await steps.step(run, "settle_effects", settle)
     failure, not_undone = settled["failure"], settled.get("not_undone", [])
