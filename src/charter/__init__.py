@@ -17,6 +17,9 @@ from charter.core.errors import (
     KillSignal,
     PermissionDenied,
     Problem,
+    ToolFailed,
+    ToolMisconfigured,
+    ToolTimeout,
     UserError,
 )
 from charter.core.settings import Settings
@@ -53,8 +56,11 @@ __all__ = [
     "Stage",
     "ToolCallRequest",
     "ToolContext",
+    "ToolFailed",
+    "ToolMisconfigured",
     "ToolResult",
     "ToolSpec",
+    "ToolTimeout",
     "Usage",
     "UserError",
     "Verdict",
