@@ -78,8 +78,9 @@ def expected_hash(prev_hash: str, entry: AuditEntry, position: int) -> str:
     payload["at"] = entry.at.astimezone(UTC).isoformat(timespec="microseconds")
     payload["roles"] = list(entry.roles)
     payload["position"] = position
-    if entry.event_id is None:
-        del payload["event_id"]  # left out, so older records keep their hashes
+    for optional in ("event_id", "fee_usd"):
+        if payload[optional] is None:
+            del payload[optional]  # left out, so older records keep their hashes
     return sha256_hex(prev_hash + "\n" + canonical_json(payload))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from charter.core.decision import Decision
@@ -84,6 +85,9 @@ class ToolCallFinished:
     approval_request_id: str | None = None
     event_id: str = ""  # names the event for idempotent recording ("" when it has none)
     result: str = ""  # an executed call's result as the model sees it, redacted (for traces)
+    # What the run's budget charged for this call as its tool's fee (``ToolResult.fee_usd``),
+    # audited with it; None from a publisher that does not know.
+    fee_usd: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -538,6 +538,7 @@ class Run:
                 # the worker was down) is recorded too rather than lost.
                 event_id=f"{call.event_id}/{outcome}",
                 result=text if outcome == "executed" else "",
+                fee_usd=fee,
             )
         )
         result = ToolResult(

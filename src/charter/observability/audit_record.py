@@ -7,16 +7,24 @@ Sealing
     as a list. The record's hash is ``sha256_hex(prev_hash + "\\n" + payload)``, where
     ``prev_hash`` is the previous record's hash in the same tenant, or ``"0" * 64`` for the
     first. Chains are per tenant so one tenant's records can be exported, verified or purged
-    without the others. An ``event_id`` of None is left out of the payload, so records
-    without one hash exactly as they did before event ids existed.
+    without the others.
+
+Optional fields
+    The format grows by optional fields, each left out of the payload when it is None, so a
+    record without one hashes exactly as it did before the field existed, and ``verify``
+    accepts both: ``event_id`` (records since event ids), and ``fee_usd`` (a tool call's
+    record since fees were audited: what the run's budget charged for the call as its
+    tool's fee, ``ToolResult.fee_usd``, as plain decimal text; see ``fee_text``). A sealed
+    optional field is never null: one that is was forged.
 
 Columns
     ``audit_records`` keeps the exact payload text (the thing that was hashed) *and* every
-    scalar field in its own column, so the log can be queried with plain SQL (``roles`` and
-    ``arguments`` live only in the payload; use ``json_extract`` on SQLite, ``payload::json``
-    on Postgres). Text columns cannot hold NUL characters on Postgres, so an entry with one in
-    a column field is refused on both backends (inside ``arguments`` it is fine: the payload
-    escapes it).
+    scalar field in its own column, so the log can be queried with plain SQL (``roles``,
+    ``arguments`` and ``fee_usd`` live only in the payload; use ``json_extract`` on SQLite,
+    ``payload::json`` on Postgres: a fee is summed over a run's records, not filtered on,
+    and a column would have cost a migration of the largest table). Text columns cannot
+    hold NUL characters on Postgres, so an entry with one in a column field is refused on
+    both backends (inside ``arguments`` it is fine: the payload escapes it).
 
 ``prepare_entry`` serializes everything about an entry that does not depend on its position,
 in the caller's thread; the writer (``charter.observability.audit``) splices the position in.
@@ -25,9 +33,11 @@ in the caller's thread; the writer (``charter.observability.audit``) splices the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Final, Literal, get_args
 
@@ -40,12 +50,15 @@ __all__ = [
     "COLUMN_FIELDS",
     "ENTRY_FIELDS",
     "GENESIS_HASH",
+    "OPTIONAL_PAYLOAD_KEYS",
     "PAYLOAD_KEYS",
-    "PAYLOAD_KEYS_NO_EVENT",
+    "REQUIRED_PAYLOAD_KEYS",
     "AuditEntry",
     "AuditKind",
     "AuditRecord",
     "at_text",
+    "fee_text",
+    "is_fee_text",
     "prepare_entry",
     "record_from_row",
 ]
@@ -66,10 +79,12 @@ class AuditEntry:
 
     ``arguments`` must already be redacted and JSON-able. It is read back in its JSON form:
     tuples come back as lists and ``Decimal`` values as exact strings. ``event_id``, when set,
-    makes the append idempotent: see "Event ids" in the module docstring.
+    makes the append idempotent: see "Event ids" in the module docstring. ``fee_usd``: see
+    "Optional fields" there.
 
     Raises:
         ValueError: ``at`` is naive, ``kind`` is unknown or ``tenant`` is empty.
+        ValueError: ``fee_usd`` is not plain decimal text (``fee_text``).
         TypeError: a field has the wrong type (checked here so that one bad entry cannot
             fail a group commit shared with other callers).
     """
@@ -99,6 +114,7 @@ class AuditEntry:
     detail: str = ""
     approval_request_id: str | None = None
     event_id: str | None = None
+    fee_usd: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -122,6 +138,11 @@ class AuditEntry:
             raise TypeError(
                 f"arguments must be a dict or None, not {type(self.arguments).__name__}"
             )
+        if self.fee_usd is not None and not is_fee_text(self.fee_usd):
+            raise ValueError(
+                f"fee_usd must be plain decimal text of an amount from 0 (as fee_text "
+                f"writes it), not {self.fee_usd[:40]!r}"
+            )
 
 
 ENTRY_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(AuditEntry))
@@ -133,13 +154,18 @@ _OPTIONAL_TEXT: Final = (
     "stage",
     "approval_request_id",
     "event_id",
+    "fee_usd",
 )
 _REQUIRED_TEXT: Final = tuple(
     n for n in ENTRY_FIELDS if n not in {"kind", "at", "roles", "arguments", *_OPTIONAL_TEXT}
 )
 PAYLOAD_KEYS: Final[frozenset[str]] = frozenset((*ENTRY_FIELDS, "position"))
-# The payload of an entry without an event id (see prepare_entry).
-PAYLOAD_KEYS_NO_EVENT: Final[frozenset[str]] = PAYLOAD_KEYS - {"event_id"}
+# Left out of the payload when None (see "Optional fields" and prepare_entry).
+OPTIONAL_PAYLOAD_KEYS: Final[frozenset[str]] = frozenset({"event_id", "fee_usd"})
+REQUIRED_PAYLOAD_KEYS: Final[frozenset[str]] = PAYLOAD_KEYS - OPTIONAL_PAYLOAD_KEYS
+# Plain decimal text: digits, then a fraction if any; at most 15 digits before the point
+# (a quadrillion dollars, as ``stored_usd`` reads amounts back) and 28 after.
+_FEE_TEXT: Final = re.compile(r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,28})?")
 
 _get_fields = attrgetter(*ENTRY_FIELDS)
 # In canonical JSON (sorted keys) "position" sits right before the "prompt_sha256" key; see
@@ -148,10 +174,12 @@ _POSITION_SPLICE: Final = ',"prompt_sha256":'
 assert max(k for k in ENTRY_FIELDS if k < "position") == "outcome"
 assert min(k for k in ENTRY_FIELDS if k > "position") == "prompt_sha256"
 
-# Every scalar field has a column; ``roles`` and ``arguments`` live only in the payload (query
-# them with json_extract on SQLite, payload::json on Postgres). ``tenant`` and ``position``
-# lead for the index.
-COLUMN_FIELDS: Final = tuple(n for n in ENTRY_FIELDS if n not in {"tenant", "roles", "arguments"})
+# Every scalar field has a column; ``roles``, ``arguments`` and ``fee_usd`` live only in the
+# payload (query them with json_extract on SQLite, payload::json on Postgres). ``tenant``
+# and ``position`` lead for the index.
+COLUMN_FIELDS: Final = tuple(
+    n for n in ENTRY_FIELDS if n not in {"tenant", "roles", "arguments", "fee_usd"}
+)
 _get_columns = attrgetter(*COLUMN_FIELDS)
 _AT_INDEX: Final = COLUMN_FIELDS.index("at")
 ALL_COLUMNS: Final = ("tenant", "position", *COLUMN_FIELDS, "payload", "prev_hash", "hash")
@@ -186,6 +214,26 @@ class AuditRecord:
         return out
 
 
+def fee_text(amount: Decimal) -> str:
+    """A charged fee as a record keeps it: plain decimal text (``0.05``, ``100``, ``0``).
+
+    Raises:
+        ValueError: ``amount`` is negative, not finite, or too large to be a fee.
+    """
+    if amount.is_zero():
+        amount = amount.copy_abs()  # -0 is no charge too
+    text = format(amount, "f") if amount.is_finite() else str(amount)
+    if not is_fee_text(text):
+        raise ValueError(f"a tool fee must be a finite amount from 0, not {amount!r}")
+    return text
+
+
+def is_fee_text(value: object) -> bool:
+    """Whether ``value`` is a fee as ``fee_text`` writes it: the only form an entry takes and
+    ``verify`` accepts in a sealed payload."""
+    return isinstance(value, str) and _FEE_TEXT.fullmatch(value) is not None
+
+
 def at_text(at: datetime) -> str:
     # UTC and fixed width, so the ``at`` column sorts as text and the hash does not depend on
     # which offset the caller happened to use.
@@ -207,8 +255,9 @@ def prepare_entry(entry: AuditEntry) -> tuple[str, str, tuple[Any, ...]]:
     payload = dict(zip(ENTRY_FIELDS, _get_fields(entry), strict=True))
     payload["at"] = at
     payload["roles"] = list(entry.roles)
-    if entry.event_id is None:
-        del payload["event_id"]  # records without one hash as they did before event ids
+    for name in OPTIONAL_PAYLOAD_KEYS:
+        if payload[name] is None:
+            del payload[name]  # records without one hash as they did before the field
     # Every field but ``arguments`` is already plain (checked in AuditEntry.__post_init__), so
     # only the arguments need converting before serializing.
     if entry.arguments is not None:
@@ -237,8 +286,9 @@ def prepare_entry(entry: AuditEntry) -> tuple[str, str, tuple[Any, ...]]:
 
 
 def _entry_from_payload(data: dict[str, Any]) -> AuditEntry:
-    values = {name: data[name] for name in ENTRY_FIELDS if name != "event_id"}
-    values["event_id"] = data.get("event_id")
+    values = {name: data[name] for name in ENTRY_FIELDS if name not in OPTIONAL_PAYLOAD_KEYS}
+    for name in OPTIONAL_PAYLOAD_KEYS:
+        values[name] = data.get(name)
     values["at"] = datetime.fromisoformat(data["at"])
     values["roles"] = tuple(data["roles"])
     return AuditEntry(**values)

@@ -15,6 +15,7 @@ from charter.core.events import (
     ToolCallFinished,
 )
 from charter.observability.audit import AuditEntry, AuditLog
+from charter.observability.audit_record import fee_text
 
 __all__ = ["AuditRecorder"]
 
@@ -84,6 +85,7 @@ class AuditRecorder:
                     span_id=event.span_id,
                     detail=event.detail,
                     approval_request_id=event.approval_request_id,
+                    fee_usd=None if event.fee_usd is None else fee_text(event.fee_usd),
                 )
             )
         elif isinstance(event, RunStarted):
@@ -130,6 +132,7 @@ def _entry(
     span_id: str = "",
     detail: str = "",
     approval_request_id: str | None = None,
+    fee_usd: str | None = None,
 ) -> AuditEntry:
     return AuditEntry(
         kind=kind,  # type: ignore[arg-type]
@@ -159,6 +162,7 @@ def _entry(
         # A durable step that runs again after a crash re-publishes its event with the same
         # id; the audit log then returns the stored record instead of writing a second one.
         event_id=getattr(event, "event_id", "") or None,
+        fee_usd=fee_usd,
     )
 
 

@@ -23,7 +23,8 @@ from charter.observability.audit_record import (
     COLUMN_FIELDS,
     GENESIS_HASH,
     PAYLOAD_KEYS,
-    PAYLOAD_KEYS_NO_EVENT,
+    REQUIRED_PAYLOAD_KEYS,
+    is_fee_text,
 )
 
 __all__ = ["ChainBreak", "VerifyReport", "verify_chain"]
@@ -124,6 +125,17 @@ def verify_chain(
     return checked, None
 
 
+def _sealed_entry(data: dict[str, Any]) -> bool:
+    """Whether a payload has the keys of a sealed entry, its optional fields each left out or
+    in the form an entry takes (never a sealed null: see audit_record's "Optional fields")."""
+    keys = frozenset(data)
+    if not REQUIRED_PAYLOAD_KEYS <= keys <= PAYLOAD_KEYS:
+        return False
+    if "event_id" in keys and not isinstance(data["event_id"], str):
+        return False
+    return "fee_usd" not in keys or is_fee_text(data["fee_usd"])
+
+
 def _check_record(
     values: dict[str, Any], expected: int, prev_hash: str, row_id: int, last_row_id: int
 ) -> tuple[int, int | None, str] | None:
@@ -143,13 +155,7 @@ def _check_record(
         canonical = isinstance(data, dict) and canonical_json(data) == payload
     except (ValueError, RecursionError):
         canonical = False
-    keys = frozenset(data) if canonical else None
-    # An event id is either a string or left out (never a sealed null: see
-    # audit_record.prepare_entry).
-    if not (
-        keys == PAYLOAD_KEYS_NO_EVENT
-        or (keys == PAYLOAD_KEYS and isinstance(data["event_id"], str))
-    ):
+    if not (canonical and _sealed_entry(data)):
         return expected, row_id, "record was altered (payload is not a sealed audit entry)"
     if type(data["position"]) is not int or data["position"] != position:
         return (
