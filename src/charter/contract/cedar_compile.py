@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from charter.contract.cedar_text import cedar_attribute, cedar_has, cedar_string
 from charter.contract.conditions import CedarType, ConditionError, compile_condition
 from charter.contract.conditions import decimal_literal as _decimal
 from charter.contract.schema import ArgumentConstraint, CharterSpec, SinkSpec
@@ -200,10 +201,6 @@ def _scope(tool: str) -> str:
     return f'(principal, action == {NAMESPACE}::Action::"{tool}", resource)'
 
 
-def _string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def compile_charter_rules(
     spec: CharterSpec,
     tool_args: Mapping[str, Mapping[str, tuple[CedarType, bool]]],
@@ -226,7 +223,7 @@ def compile_charter_rules(
             f"permit{_scope(tool)};",
         )
         if decl.roles:
-            roles = ", ".join(_string(r) for r in decl.roles)
+            roles = ", ".join(cedar_string(r) for r in decl.roles)
             out.add(
                 RuleMeta(
                     f"tools.{tool}.roles",
@@ -277,7 +274,9 @@ def compile_charter_rules(
                 out.add(meta, f"forbid{_scope(rule.action)};")
                 continue
             try:
-                condition = compile_condition(rule.when, tool_args.get(rule.action, {}))
+                condition = compile_condition(
+                    rule.when, tool_args.get(rule.action, {}), all_args.get(rule.action, ())
+                )
             except ConditionError as exc:
                 out.problems.append(((*rloc, "when"), f"in condition: {exc.message}", exc.hint))
                 continue
@@ -297,8 +296,9 @@ def _compile_constraint(
     source_of: Callable[[tuple[str | int, ...]], str],
 ) -> None:
     cedar_type, required = arg_type
-    guard = "" if required else f"context.args has {arg} && "
-    value = f"context.args.{arg}"
+    # Every reference in the form Cedar reads whatever the argument's name (`then`, `like`).
+    guard = "" if required else f"{cedar_has('context.args', arg)} && "
+    value = cedar_attribute("context.args", arg)
     base = f"constraints.{tool}.{arg}"
 
     def add(kind: str, reason: str, violated: str) -> None:
@@ -321,11 +321,11 @@ def _compile_constraint(
 
     if constraint.domain_in is not None and needs(("String",), "domain_in"):
         facts.append(DerivedFact(f"{arg}_domain", arg, "domain"))
-        domains = ", ".join(_string(d) for d in constraint.domain_in)
+        domains = ", ".join(cedar_string(d) for d in constraint.domain_in)
         add(
             "domain_in",
             f"{tool}.{arg} must be one address at {', '.join(constraint.domain_in)}",
-            f"!([{domains}].contains(context.derived.{arg}_domain))",
+            f"!([{domains}].contains({cedar_attribute('context.derived', f'{arg}_domain')}))",
         )
     if constraint.in_ is not None and needs(("String", "Long"), "in"):
         bad = [v for v in constraint.in_ if isinstance(v, str) != (cedar_type == "String")]
@@ -338,7 +338,9 @@ def _compile_constraint(
                 )
             )
         else:
-            items = ", ".join(_string(v) if isinstance(v, str) else str(v) for v in constraint.in_)
+            items = ", ".join(
+                cedar_string(v) if isinstance(v, str) else str(v) for v in constraint.in_
+            )
             add(
                 "in",
                 f"{tool}.{arg} must be one of {', '.join(map(str, constraint.in_))}",
@@ -367,14 +369,14 @@ def _compile_constraint(
             add(
                 "pattern",
                 f"{tool}.{arg} must match {constraint.pattern}",
-                f"!context.derived.{arg}_pattern_ok",
+                f"!{cedar_attribute('context.derived', f'{arg}_pattern_ok')}",
             )
     if constraint.max_length is not None and needs(("String",), "max_length"):
         facts.append(DerivedFact(f"{arg}_length", arg, "length"))
         add(
             "max_length",
             f"{tool}.{arg} must be at most {constraint.max_length} characters",
-            f"context.derived.{arg}_length > {constraint.max_length}",
+            f"{cedar_attribute('context.derived', f'{arg}_length')} > {constraint.max_length}",
         )
 
 
@@ -420,7 +422,7 @@ def _compile_untrusted(
                 )
                 continue
             # Indexed, not dotted: an argument may be named like a Cedar keyword (`like`).
-            test = " || ".join(f"context.tainted[{_string(a)}]" for a in args)
+            test = " || ".join(f"context.tainted[{cedar_string(a)}]" for a in args)
             what = f"argument(s) {', '.join(args)} of {tool}"
         else:
             test = "context.tainted_any"

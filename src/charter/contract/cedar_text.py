@@ -39,6 +39,8 @@ __all__ = [
     "MAX_OPERATORS",
     "CedarRefused",
     "ValidationIssue",
+    "cedar_attribute",
+    "cedar_has",
     "cedar_string",
     "check_round_trip",
     "name_policies",
@@ -250,6 +252,36 @@ def cedar_string(value: str) -> str:
     """``value`` as a Cedar string literal. Cedar takes any character as it is except ``\\``
     and ``"`` (JSON's ``\\u00e9`` escapes are not Cedar's, so ``json.dumps`` will not do)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# Cedar's reserved words (its grammar's ``RESERVED``, and anything starting ``__cedar``):
+# ``context.args.then`` is a syntax error, ``context.args["then"]`` is not.
+_RESERVED = frozenset({"true", "false", "if", "then", "else", "in", "like", "has", "is"})
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _dotted(name: str) -> bool:
+    return (
+        _PLAIN_NAME.fullmatch(name) is not None
+        and name not in _RESERVED
+        and not name.startswith("__cedar")
+    )
+
+
+def cedar_attribute(record: str, name: str) -> str:
+    """Cedar for attribute ``name`` of the record expression ``record``, whatever the name.
+
+    A plain identifier keeps the readable dotted form (``context.args.amount``); a reserved
+    word or any other name is indexed (``context.args["then"]``, ``context.args["größe"]``),
+    which Cedar reads the same way.
+    """
+    return f"{record}.{name}" if _dotted(name) else f"{record}[{cedar_string(name)}]"
+
+
+def cedar_has(record: str, name: str) -> str:
+    """Cedar testing that ``record`` has attribute ``name``, whatever the name (see
+    ``cedar_attribute``)."""
+    return f"{record} has {name if _dotted(name) else cedar_string(name)}"
 
 
 def _parse_error(exc: Exception) -> CedarRefused:

@@ -7,18 +7,23 @@
 
 Names are the tool's arguments (or ``args.<name>``), ``principal.user|tenant|
 service_principal|roles``, ``environment``, ``run.tool_calls|total_tokens|cost_usd``,
-``untrusted_read``, ``tainted_any`` and ``tainted.<argument>``. Operators: ``> >= < <= ==
-!= in like``, ``and or not`` and parentheses. It is parsed by hand, never evaluated by Python,
-and type-checked against the tool's argument schema so a typo fails at load time.
+``untrusted_read``, ``tainted_any`` and ``tainted.<argument>`` (any argument of the tool, also
+one whose value Cedar cannot type). Operators: ``> >= < <= == != in like``, ``and or not`` and
+parentheses. It is parsed by hand, never evaluated by Python, and type-checked against the
+tool's argument schema so a typo fails at load time. An argument may be named like a Cedar
+keyword (``then``, ``like``) or in any script: it compiles to the form Cedar reads whatever
+the name (``contract.cedar_text.cedar_attribute``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Literal
+
+from charter.contract.cedar_text import cedar_attribute, cedar_has, cedar_string
 
 __all__ = [
     "DECIMAL_LIMIT",
@@ -62,7 +67,7 @@ _TOKEN = re.compile(
         (?P<num>-?\d+(?:\.\d+)?)
       | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
       | (?P<op>>=|<=|==|!=|>|<)
-      | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+      | (?P<name>[^\W\d]\w*(?:\.[^\W\d]\w*)*)     # identifiers, as Python's (größe)
       | (?P<lparen>\() | (?P<rparen>\)) | (?P<lbrack>\[) | (?P<rbrack>\]) | (?P<comma>,)
     )""",
     re.VERBOSE,
@@ -102,9 +107,14 @@ class _Typed:
 
 @dataclass(frozen=True, slots=True)
 class Environment:
-    """The names a condition may use, with their Cedar types, for one tool."""
+    """The names a condition may use, with their Cedar types, for one tool.
 
-    arguments: Mapping[str, tuple[CedarType, bool]]  # name -> (type, required)
+    ``arguments`` are those whose values policies can read (name -> (type, required));
+    ``every`` names all the tool's arguments, whose taint (``tainted.<name>``) they can read.
+    """
+
+    arguments: Mapping[str, tuple[CedarType, bool]]
+    every: Collection[str] = field(default=())
 
     def resolve(self, name: str) -> _Typed:
         fixed: dict[str, CedarType] = {
@@ -123,12 +133,17 @@ class Environment:
             return _Typed(f"context.{name}", fixed[name])
         if name.startswith("tainted."):
             arg = name.removeprefix("tainted.")
-            self._argument(arg)
-            return _Typed(f"context.tainted.{arg}", "Bool")
+            # context.tainted declares every argument (contract.cedar_compile.cedar_schema).
+            if arg not in self.every:
+                raise ConditionError(
+                    f"{arg!r} is not an argument of this tool",
+                    f"tainted.<argument> names one of: {', '.join(sorted(self.every)) or 'none'}",
+                )
+            return _Typed(cedar_attribute("context.tainted", arg), "Bool")
         arg = name.removeprefix("args.")
         cedar_type, required = self._argument(arg)
-        guard = None if required else f"context.args has {arg}"
-        return _Typed(f"context.args.{arg}", cedar_type, guard)
+        guard = None if required else cedar_has("context.args", arg)
+        return _Typed(cedar_attribute("context.args", arg), cedar_type, guard)
 
     def _argument(self, arg: str) -> tuple[CedarType, bool]:
         if arg not in self.arguments:
@@ -231,7 +246,7 @@ class _Parser:
         if tok.kind == "num":
             return _number(tok.text)
         if tok.kind == "str":
-            return _Typed(_cedar_string(_unquote(tok.text)), "String")
+            return _Typed(cedar_string(_unquote(tok.text)), "String")
         if tok.kind == "name":
             if tok.text in ("true", "false"):
                 return _Typed(tok.text, "Bool")
@@ -288,9 +303,17 @@ class _Parser:
         self.i += 1
 
 
-def compile_condition(text: str, arguments: Mapping[str, tuple[CedarType, bool]]) -> str:
-    """Compile a ``when:`` condition to a Cedar boolean expression over ``context``."""
-    return _Parser(text, Environment(arguments)).parse()
+def compile_condition(
+    text: str,
+    arguments: Mapping[str, tuple[CedarType, bool]],
+    every: Collection[str] = (),
+) -> str:
+    """Compile a ``when:`` condition to a Cedar boolean expression over ``context``.
+
+    ``arguments`` are the tool's arguments policies can read, with their Cedar types;
+    ``every`` all its arguments (``tainted.<name>`` may name any; default: ``arguments``).
+    """
+    return _Parser(text, Environment(arguments, every or tuple(arguments))).parse()
 
 
 def decimal_literal(value: Decimal) -> str:
@@ -406,11 +429,6 @@ def _guarded(value: _Typed) -> str:
 def _unquote(text: str) -> str:
     body = text[1:-1]
     return re.sub(r"\\(.)", r"\1", body)
-
-
-def _cedar_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
 
 
 def _describe(cedar_type: CedarType) -> str:
