@@ -5,6 +5,8 @@ why, what it used against its budgets), then one branch per step in time order, 
 approval request under the call that filed it. Every refusal shows its verdict, rule id and
 reason on its own line, so a denied or blocked call is explained right where it happened.
 Text from the run (arguments, reasons) is never read as markup: ``[rule]`` stays as typed.
+Tool calls carry the run's step (``send_email #3``): a deferred call and its send or
+discard, and a write and its compensation, share it, and each says what became of the other.
 
 Lists (``runs list``, ``cost``) are plain columns, one line per row, never wrapped or cropped
 to the terminal: an operator greps them, and a run id cut to ``run_01a2…`` is useless.
@@ -33,6 +35,7 @@ from charter.observability.timeline import (
     ToolCallStep,
     Usage,
 )
+from charter.observability.timeline_model import settles
 
 __all__ = ["format_duration", "print_columns", "print_timeline"]
 
@@ -51,6 +54,13 @@ _NOT_FILED: Final = (
     "charter run --durable or --detach, files one and waits)"
 )
 _APPROVAL_STYLE: Final = {"pending": "yellow", "approved": "green", "executed": "green"}
+_FATE: Final = {"send": "sent as", "discard": "discarded as", "compensate": "taken back as"}
+_QUEUED: Final = "queued: runs only once the whole run has succeeded"
+_UNSETTLED: Final = "queued; no send or discard of it is recorded"
+_UNPAIRED: Final = (
+    "not paired with a call: its record names no step of this run (recorded before steps "
+    "named effects)"
+)
 
 
 def print_timeline(timeline: Timeline) -> None:
@@ -59,9 +69,9 @@ def print_timeline(timeline: Timeline) -> None:
     for line in _header_lines(timeline):
         tree.add(line)
     steps = tree.add(Text("timeline", style="bold"))
-    start = timeline.started_at
+    pairs = _Pairs(timeline)
     for step in timeline.steps:
-        _add_step(steps, step, start)
+        _add_step(steps, step, pairs)
     if not timeline.steps:
         steps.add(Text("(no steps recorded)", style="dim"))
     for note in timeline.notes:
@@ -135,7 +145,7 @@ def _header_lines(t: Timeline) -> list[Text]:
         calls = _of(_known(u.tool_calls), limits and limits.max_tool_calls)
         cost = _of(_usd(u.cost_usd) or "?", _usd(limits.max_usd_per_run) if limits else None)
         # A run that has not ended has no totals yet: they are counted from the timeline
-        # below (model calls from stored spans; fees only with its charter), so far.
+        # below (model calls from stored spans; fees as audited), so far.
         used = "used" if u.final else "used so far"
         lines.append(
             Text(
@@ -160,9 +170,10 @@ def _why_unknown(u: Usage, *, compared: bool) -> str:
         notes.append(f"unreadable in the database (no amount): {', '.join(u.unreadable)}")
     if u.model_calls is None and "model_calls" not in u.unreadable:
         notes.append("model calls: no spans are stored for this run")
+    if u.tool_fees_usd is None and not u.final and "tool_fees_usd" not in u.unreadable:
+        notes.append("tool fees: a call was recorded before fees were audited")
     if not compared:
-        fees = " and count tool fees" if u.tool_fees_usd is None else ""
-        notes.append(f"budgets: pass --charter FILE to compare{fees}")
+        notes.append("budgets: pass --charter FILE to compare")
     return "".join(f"; {note}" for note in notes)
 
 
@@ -174,8 +185,32 @@ def _usd(value: Decimal | None) -> str | None:
     return None if value is None else format_usd(value)
 
 
-def _add_step(parent: Tree, step: Step, start: datetime | None) -> None:
-    at = Text(f"{_offset(step.at, start):>9}  ", style="dim")
+class _Pairs:
+    """Which call each send, discard and compensation settles, by the run's step (the same
+    rule as ``Timeline.settlements``, indexed once for the whole tree)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.start = timeline.started_at
+        self.ended = timeline.ended
+        tools = [s for s in timeline.steps if isinstance(s, ToolCallStep) and s.step is not None]
+        self._calls: dict[int | None, list[ToolCallStep]] = {}
+        self._effects: dict[int | None, list[ToolCallStep]] = {}
+        for s in tools:
+            (self._calls if s.phase == "call" else self._effects).setdefault(s.step, []).append(s)
+
+    def settlements(self, call: ToolCallStep) -> list[ToolCallStep]:
+        return [e for e in self._effects.get(call.step, ()) if settles(e, call)]
+
+    def settled_call(self, effect: ToolCallStep) -> ToolCallStep | None:
+        calls = [c for c in self._calls.get(effect.step, ()) if settles(effect, c)]
+        return calls[-1] if calls else None
+
+    def offset(self, at: datetime) -> str:
+        return _offset(at, self.start)
+
+
+def _add_step(parent: Tree, step: Step, pairs: _Pairs) -> None:
+    at = Text(f"{pairs.offset(step.at):>9}  ", style="dim")
     if isinstance(step, RunEdgeStep):
         label = at + Text(step.kind.replace("_", " "), style="bold")
         if step.kind == "run_finished":
@@ -197,15 +232,16 @@ def _add_step(parent: Tree, step: Step, start: datetime | None) -> None:
             label.append(f" ({step.status}: {step.error})", style="red")
         parent.add(label)
     else:
-        _add_tool_call(parent, at, step)
+        _add_tool_call(parent, at, step, pairs)
 
 
-def _add_tool_call(parent: Tree, at: Text, step: ToolCallStep) -> None:
+def _add_tool_call(parent: Tree, at: Text, step: ToolCallStep, pairs: _Pairs) -> None:
     style = "green" if step.outcome in _DONE else OUTCOME_STYLE.get(step.outcome, "red")
     label = at + Text.assemble(
         (_PHASE_LABEL[step.phase], "magenta" if step.phase != "call" else "cyan"),
         " ",
         (step.tool, "bold"),
+        f" #{step.step}" if step.step is not None else "",
         " ",
         _arguments(step.arguments),
         " -> ",
@@ -225,13 +261,33 @@ def _add_tool_call(parent: Tree, at: Text, step: ToolCallStep) -> None:
         node.add(Text(step.detail, style="red"))
     elif step.detail and step.outcome == "executed":
         node.add(Text(step.detail, style="yellow"))  # e.g. a kill it outran: it still ran
-    if step.outcome == "deferred":
-        node.add(Text("queued: runs only once the whole run has succeeded", style="dim"))
+    _add_pairing(node, step, pairs)
     if step.approval is not None:
         _add_approval(node, step.approval)
     elif step.outcome == "approval_required" and step.phase == "call":
         # An in-process run cannot wait for a decision, so its call filed nothing.
         node.add(Text(_NOT_FILED, style="yellow"))
+
+
+def _add_pairing(node: Tree, step: ToolCallStep, pairs: _Pairs) -> None:
+    """What became of a deferred call or a write, or which call an effect settles."""
+    if step.phase != "call":
+        call = pairs.settled_call(step)
+        if call is None:
+            node.add(Text(_UNPAIRED, style="dim"))
+            return
+        what = "takes back" if step.phase == "compensate" else "of the deferred call"
+        node.add(Text(f"{what} {call.tool} #{call.step} at {pairs.offset(call.at)}", style="dim"))
+        return
+    settled = pairs.settlements(step)
+    for effect in settled:
+        line = Text(f"{_FATE[effect.phase]} #{effect.step} at {pairs.offset(effect.at)}")
+        if effect.phase != "discard":  # a discard's outcome is always discarded
+            style = "green" if effect.outcome in _DONE else OUTCOME_STYLE.get(effect.outcome, "red")
+            line += Text(" -> ") + Text(effect.outcome, style=style)
+        node.add(line)
+    if step.outcome == "deferred" and not settled:
+        node.add(Text(_UNSETTLED if pairs.ended else _QUEUED, style="dim"))
 
 
 def _add_approval(parent: Tree, a: ApprovalView) -> None:

@@ -8,6 +8,7 @@ that every column agrees with it). The run inspector and policy what-if both rea
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -18,11 +19,14 @@ from charter.core.errors import DatabaseUnavailable
 from charter.storage.database import Database
 from charter.storage.tables import audit_records
 
-__all__ = ["CallPhase", "call_phase", "records_of_runs"]
+__all__ = ["CallPhase", "call_phase", "call_step", "records_of_runs"]
 
 CallPhase = Literal["call", "send", "discard", "compensate"]
 _PHASES: Final[frozenset[str]] = frozenset({"call", "send", "discard", "compensate"})
 _CHUNK: Final = 500  # run ids per query: bounded IN lists on both backends
+# ``<phase>/<step>`` after the run id, then the outcome (a call's id before outcomes were
+# appended ends at the step). Steps count from 1, in plain ASCII digits.
+_STEP_ID: Final = re.compile(r"(call|send|discard|compensate)/([1-9][0-9]{0,17})(?:/[a-z_]+)?")
 
 
 def records_of_runs(
@@ -75,3 +79,19 @@ def call_phase(record: Mapping[str, Any]) -> CallPhase:
     if str(record.get("reason") or "").startswith("sent after the run succeeded"):
         return "send"
     return "call"
+
+
+def call_step(record: Mapping[str, Any]) -> int | None:
+    """The run's step a tool-call record belongs to: the step that made the call, and for a
+    send, discard or compensation the step of the call it settles (``<run>/<phase>/<step>/
+    <outcome>``, see ``execution/run.py``). None when the event id names no step: a record
+    from before event ids, or an effect recorded before its step named it, whose id carried
+    the model's tool-call id instead (which a model may reuse, and which may even be a
+    number: a caller pairing records checks that they agree, see ``timeline_model``).
+    """
+    event_id = record.get("event_id")
+    prefix = f"{record.get('run_id')}/"
+    if not isinstance(event_id, str) or not event_id.startswith(prefix):
+        return None
+    found = _STEP_ID.fullmatch(event_id, len(prefix))
+    return int(found.group(2)) if found else None

@@ -18,7 +18,10 @@ Steps are ordered by the time they ended (an audit record is written when its ca
 span has its end time), which is also the order the run saw their results. Deferred effects
 show in their phases: a call ``deferred`` when decided, then ``send`` (delivered after the run
 succeeded) or ``discard`` (dropped because it did not), and ``compensate`` for writes taken
-back when a run does not succeed.
+back when a run does not succeed. Each is paired with the call it settles by the run's step,
+which its audit event id names (``call_step``), never by the model's tool-call id: a model
+may give two calls one id. An effect whose record names no step it agrees with (recorded
+before steps named effects) is shown unpaired (``timeline_model.settles``).
 
 The ``runs`` table does not know which charter file a run came from, only its version hash,
 so budget limits are shown only when the caller supplies that charter (``charter=``) and its
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -42,7 +46,7 @@ from charter.core.errors import DatabaseUnavailable, UserError
 from charter.core.events import EventBus
 from charter.execution.approval_store import ApprovalRecord, ApprovalStore
 from charter.identity.roles import RoleGrants
-from charter.observability.audit_reader import call_phase, records_of_runs
+from charter.observability.audit_reader import call_phase, call_step, records_of_runs
 from charter.observability.cost import approval_wait
 from charter.observability.runs import RunRow, RunStore
 from charter.observability.stored import stored_usd
@@ -55,6 +59,7 @@ from charter.observability.timeline_model import (
     Timeline,
     ToolCallStep,
     Usage,
+    settles,
     usage_of_row,
     usage_so_far,
 )
@@ -144,7 +149,12 @@ class TimelineReader:
         usage = None
         if row is not None:  # without it, the run is known from its audit records alone
             ended = header["outcome"] != "running"
-            usage = usage_of_row(row) if ended else usage_so_far(steps, bool(span_rows), charter)
+            usage = usage_of_row(row) if ended else usage_so_far(steps, bool(span_rows))
+            if not ended and usage.tool_fees_usd is None:
+                notes.append(
+                    "tool fees so far are unknown: some calls were recorded before the audit "
+                    "log kept what each was charged"
+                )
         return Timeline(
             run_id=run_id,
             usage=usage,
@@ -194,6 +204,9 @@ class TimelineReader:
                     duration_ms=_duration_ms(span) if span is not None else None,
                     span_id=record.get("span_id", ""),
                     approval=approval,
+                    step=call_step(record),
+                    # What the ledger charged, as audited: anything but an amount is unknown.
+                    fee_usd=stored_usd(record.get("fee_usd")),
                 )
                 ordered.append((at, index, step))
         offset = len(records)
@@ -201,7 +214,7 @@ class TimelineReader:
             if _operation(span) == "chat":
                 ordered.append((_ns_time(span.end_ns), index, _model_step(span)))
         ordered.sort(key=lambda item: (item[0], item[1]))
-        return tuple(step for _, _, step in ordered)
+        return _unpaired_without_step(tuple(step for _, _, step in ordered))
 
     def _approval(
         self,
@@ -262,6 +275,24 @@ class TimelineReader:
                 return list(connection.execute(statement))
         except SQLAlchemyError as exc:
             raise _unavailable(self._database, "spans", exc) from None
+
+
+def _unpaired_without_step(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    """A send, discard or compensation whose step settles no call of the run names no step:
+    the number its record carries is not the run's step (see ``settles``)."""
+    calls: dict[int | None, list[ToolCallStep]] = {}
+    for s in steps:
+        if isinstance(s, ToolCallStep) and s.phase == "call":
+            calls.setdefault(s.step, []).append(s)
+    return tuple(
+        replace(s, step=None)
+        if isinstance(s, ToolCallStep)
+        and s.phase != "call"
+        and s.step is not None
+        and not any(settles(s, c) for c in calls.get(s.step, ()))
+        else s
+        for s in steps
+    )
 
 
 def _header(row: RunRow | None, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -4,6 +4,10 @@ The data the run inspector shows (``charter runs show``); ``observability/timeli
 builds it from Charter's database. Usage is the run's own ledger's totals once it has ended
 (``usage_of_row``), and counted from the timeline's own steps until then
 (``usage_so_far``), so a header never disagrees with the steps below it.
+
+Calls are told apart by the run's step (``ToolCallStep.step``), never by the tool-call id
+the model gave them, which a model may reuse: a deferred call and its send or discard, and
+a write and its compensation, share the step (``settles``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from charter.contract.loader import Charter
 from charter.observability.audit_reader import CallPhase
 from charter.observability.runs import RunRow
 
@@ -120,7 +123,11 @@ class ToolCallStep:
 
     ``phase``: ``call`` for a call the model made; ``send`` / ``discard`` for a deferred
     effect delivered or dropped when the run ended; ``compensate`` for a write taken back.
-    ``detail`` is the error or refusal text shown to the model (redacted).
+    ``detail`` is the error or refusal text shown to the model (redacted). ``step``: the
+    run's step, the call's own, or for a send, discard or compensation the step of the call
+    it settles (None when its record names none it agrees with: see ``settles``).
+    ``fee_usd``: what the run's budget charged for it as its tool's fee, as audited (None
+    for a record from before fees were audited).
     """
 
     at: datetime
@@ -137,6 +144,8 @@ class ToolCallStep:
     duration_ms: float | None
     span_id: str
     approval: ApprovalView | None
+    step: int | None = None
+    fee_usd: Decimal | None = None
     kind: Literal["tool_call"] = "tool_call"
 
     def as_dict(self) -> dict[str, Any]:
@@ -156,6 +165,8 @@ class ToolCallStep:
             "duration_ms": self.duration_ms,
             "span_id": self.span_id,
             "approval": self.approval.as_dict() if self.approval else None,
+            "step": self.step,
+            "fee_usd": _str(self.fee_usd),
         }
 
 
@@ -171,8 +182,9 @@ class Usage:
     approval, a run in flight), its row has no totals yet, so they are counted from the
     timeline itself, so far: model calls, tokens and model cost from the stored spans (None
     when no span is stored), tool calls from the audit log as the ledger counts them (those
-    that reached the budget stage), tool fees from the charter when one is given (else None;
-    then the cost is None too), and no elapsed time.
+    that reached the budget stage), tool fees as the audit log records what the ledger
+    charged for each call (None when a call was recorded before fees were audited; then the
+    cost is None too), and no elapsed time.
     """
 
     model_calls: int | None
@@ -253,6 +265,15 @@ class Timeline:
     def ended(self) -> bool:
         return self.outcome != "running"
 
+    def settlements(self, call: ToolCallStep) -> tuple[ToolCallStep, ...]:
+        """What settled ``call`` (its send or discard, or its compensation), by its step."""
+        return tuple(s for s in self.steps if isinstance(s, ToolCallStep) and settles(s, call))
+
+    def settled_call(self, effect: ToolCallStep) -> ToolCallStep | None:
+        """The call a send, discard or compensation settles, by its step (None if none)."""
+        calls = [s for s in self.steps if isinstance(s, ToolCallStep) and settles(effect, s)]
+        return calls[-1] if calls else None  # a step recorded twice: its last record
+
     @property
     def pending_approvals(self) -> list[ApprovalView]:
         return [
@@ -298,27 +319,48 @@ def usage_of_row(row: RunRow) -> Usage:
     )
 
 
-def usage_so_far(steps: Sequence[Step], spans_stored: bool, charter: Charter | None) -> Usage:
+def settles(effect: ToolCallStep, call: ToolCallStep) -> bool:
+    """Whether ``effect`` settles ``call``: a send or discard of that deferred call (the same
+    tool and arguments), or a compensation of that write (its rule names the write's tool),
+    made under the same step.
+
+    The step alone is not trusted: an effect recorded before its step named it carried the
+    model's tool-call id there, which may be a number that is some other call's step.
+    """
+    if effect.step is None or effect.step != call.step or call.phase != "call":
+        return False
+    if effect.phase in ("send", "discard"):
+        return (
+            call.outcome == "deferred"
+            and effect.tool == call.tool
+            and effect.arguments_sha256 == call.arguments_sha256
+        )
+    if effect.phase == "compensate":
+        return call.outcome == "executed" and effect.rule_id == f"tools.{call.tool}.compensate"
+    return False
+
+
+def usage_so_far(steps: Sequence[Step], spans_stored: bool) -> Usage:
     """What a run that has not ended has used, counted from its timeline (see ``Usage``).
 
     One source for both: the header can then never disagree with the steps below it. The
     row's totals are not an option (written only at the end), nor is counting on every call
     (a database write per model and tool call on the hot path, and one a replayed durable
-    step must not count twice).
+    step must not count twice). Tool fees are what each call's audit record says the ledger
+    charged for it (``ToolResult.fee_usd``), the figure the run reports when it ends; None
+    (unknown) when a call was recorded before fees were audited.
+
+    A step recorded twice (a durable step run again after a crash, ending differently this
+    time) counts once, as its last record: the ledger that goes on is the one that ran it.
     """
     models = [s for s in steps if isinstance(s, ModelCallStep)]
-    calls = [s for s in steps if isinstance(s, ToolCallStep)]
+    calls = _last_per_step([s for s in steps if isinstance(s, ToolCallStep)])
     model_cost: Decimal | None = None
     if spans_stored and all(m.cost_usd is not None for m in models):
         model_cost = sum((m.cost_usd for m in models if m.cost_usd is not None), Decimal(0))
     fees: Decimal | None = None
-    if charter is not None:
-        declared = charter.spec.tools
-        fees = sum(
-            (declared[c.tool].fee_usd for c in calls
-             if c.outcome == "executed" and c.tool in declared),
-            Decimal(0),
-        )  # fmt: skip
+    if all(c.fee_usd is not None for c in calls):
+        fees = sum((c.fee_usd for c in calls if c.fee_usd is not None), Decimal(0))
     tokens = sum(m.input_tokens + m.output_tokens for m in models)
     return Usage(
         model_calls=len(models) if spans_stored else None,
@@ -332,6 +374,14 @@ def usage_so_far(steps: Sequence[Step], spans_stored: bool, charter: Charter | N
         elapsed_seconds=None,
         final=False,
     )
+
+
+def _last_per_step(calls: Sequence[ToolCallStep]) -> list[ToolCallStep]:
+    """Each (phase, step)'s last record; records that name no step each count."""
+    last: dict[object, ToolCallStep] = {}
+    for index, call in enumerate(calls):
+        last[(call.phase, call.step) if call.step is not None else index] = call
+    return list(last.values())
 
 
 def _reached_budget(call: ToolCallStep) -> bool:
