@@ -20,6 +20,7 @@ from charter.contract.cedar_compile import (
     RuleMeta,
     split_cedar_statements,
 )
+from charter.contract.cedar_people import people_problems
 from charter.contract.cedar_text import (
     CedarRefused,
     cedar_string,
@@ -145,6 +146,9 @@ class CedarChecks:
                 return None
             for issue in issues:
                 problem(f"Cedar rule {rule_id!r}: {issue.detail}", _cedar_hint(issue.detail))
+        # "Mallory" is no user's name (people are canonical): such a rule never matches.
+        for person in people_problems(policy, "context.principal.user"):
+            problem(f"Cedar rule {rule_id!r}: {person.message}", person.hint)
         if rule_id in compiled.rules:
             problem(f"policy id {rule_id!r} is used twice", "give each @id a unique name")
             return None

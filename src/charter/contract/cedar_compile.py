@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from charter.contract.cedar_people import people_problems_in
 from charter.contract.cedar_text import cedar_attribute, cedar_has, cedar_string
 from charter.contract.conditions import CedarType, ConditionError, compile_condition
 from charter.contract.conditions import decimal_literal as _decimal
@@ -280,7 +281,15 @@ def compile_charter_rules(
             except ConditionError as exc:
                 out.problems.append(((*rloc, "when"), f"in condition: {exc.message}", exc.hint))
                 continue
-            out.add(meta, f"forbid{_scope(rule.action)} when {{ {condition} }};")
+            policy = f"forbid{_scope(rule.action)} when {{ {condition} }};"
+            # "Mallory" is no user's name (people are canonical): such a rule never fires.
+            people = people_problems_in(policy, "principal.user")
+            for person in people:
+                out.problems.append(
+                    ((*rloc, "when"), f"in condition: {person.message}", person.hint)
+                )
+            if not people:
+                out.add(meta, policy)
     _compile_untrusted(spec, all_args, out, source_of)
     return out
 

@@ -37,13 +37,15 @@ from typing import Final
 
 from charter.core.errors import UserError
 
-__all__ = ["InvalidPersonName", "canonical_person"]
+__all__ = ["PERSON_CHARACTERS", "InvalidPersonName", "canonical_person", "fold_person"]
 
 MAX_LENGTH: Final = 128
 # Bounded before normalising: NFKC may expand a character up to 18 times.
 _MAX_GIVEN: Final = 4 * MAX_LENGTH
 _SHOWN: Final = 64  # characters of a refused name quoted in the message
 _CANONICAL: Final = re.compile(r"[a-z0-9][a-z0-9._@:+-]{0,127}")
+#: Every character a canonical name may hold.
+PERSON_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._@:+-")
 _RULES: Final = "use 1-128 letters, digits or . _ @ : + - (starting with a letter or digit)"
 # Unicode categories that can never be part of a name: controls, invisible format characters
 # (zero-width, bidi controls, BOM), line and paragraph separators, private use, surrogates,
@@ -97,12 +99,18 @@ def canonical_person(name: object, label: str = "user") -> str:
                 f"{label} {_shown(name)} is not a valid identifier; {_RULES}: it contains {what} "
                 f"({_code_point(char)}), which can make one name look like another"
             )
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).strip().casefold())
+    folded = fold_person(unicodedata.normalize("NFKC", name).strip())
     if _CANONICAL.fullmatch(folded):
         return folded
     raise InvalidPersonName(
         f"{label} {_shown(name)} is not a valid identifier; {_RULES}: {_why(folded)}"
     )
+
+
+def fold_person(text: str) -> str:
+    """Steps 1 and 3 of the canonical form (NFKC, case folded, NFKC again) without the
+    trimming and the grammar: what a piece of a name (a pattern's literal part) becomes."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _why(folded: str) -> str:
