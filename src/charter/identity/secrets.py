@@ -39,9 +39,11 @@ from pathlib import Path
 from typing import NoReturn, Protocol
 
 from charter.core.errors import SecretNotFound, UserError, env_var_for_secret
+from charter.core.files import FileRefused, read_regular
 from charter.identity.redaction import MIN_SUBSTRING, REDACTED, Forms, Needles
 
 __all__ = [
+    "MAX_SECRET_BYTES",
     "REDACTED",
     "ChainSecretProvider",
     "EnvSecretProvider",
@@ -53,6 +55,10 @@ __all__ = [
 
 # The credential names a charter may use: a plain file name, never a path.
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: The largest credential file read: a PEM chain or a service account's JSON key is a few
+#: kilobytes; more is not a credential (and each value is kept in several encoded forms for
+#: redaction).
+MAX_SECRET_BYTES = 65_536
 
 
 class Secret:
@@ -106,7 +112,10 @@ class FileSecretProvider:
     """Reads ``<directory>/<name>``: one file per credential, like Kubernetes or Docker secrets.
 
     Names are checked so a charter cannot read outside the directory; files readable by group
-    or others are refused because the point of the directory is that only we can read it.
+    or others are refused because the point of the directory is that only we can read it. A
+    file is read the way the charter loader reads files (``core.files.read_regular``): a FIFO,
+    a device or a directory at the name is refused without waiting, and a file over
+    ``MAX_SECRET_BYTES`` unread. Symlinks are followed (Kubernetes mounts secrets so).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -117,20 +126,31 @@ class FileSecretProvider:
         if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
             raise UserError(f"credential name {name!r} is not a plain file name")
         path = self._directory / name
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
+        what = f"secret file {str(path)!r}"
+        data = read_regular(
+            path,
+            what=what,
+            max_bytes=MAX_SECRET_BYTES,
+            too_big_hint="a credential is at most a few kilobytes; check what the file holds",
+            vet=lambda status: _exposed(status.st_mode, what),
+        )
+        if data is None:
             return None
-        except OSError as exc:
-            raise UserError(f"cannot read secret file {str(path)!r}: {exc}") from None
-        if mode & 0o077:
-            raise UserError(
-                f"secret file {str(path)!r} is readable by group or others; run chmod 600 on it"
-            )
+        if isinstance(data, FileRefused):
+            raise UserError(f"{data.message}; {data.hint}")
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read secret file {str(path)!r}: {exc}") from None
+            return data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"cannot read {what}: it is not UTF-8 text ({exc.reason})") from None
+
+
+def _exposed(mode: int, what: str) -> FileRefused | None:
+    """A refusal for a file group or others may use: only we should be able to read it."""
+    if mode & 0o077:
+        return FileRefused(
+            f"{what} is readable by group or others", "run chmod 600 on it", "exposed"
+        )
+    return None
 
 
 class ChainSecretProvider:
