@@ -115,8 +115,10 @@ def test_a_read_only_open_never_upgrades_an_old_schema(db_url: str) -> None:
         assert "at schema 0005" in message
         assert f"needs {head_revision()}" in message
         assert "charter db upgrade" in message
-        with pytest.raises(AuditUnavailable, match="open read-only, so it is not upgraded"):
-            AuditLog(database)
+        # The audit log names the tables it reads, unchanged since 0003: it reads the copy as
+        # it is, and says so (tests/storage/test_old_schema_archive.py), still not upgrading.
+        AuditLog(database).close()
+        assert any("reading it as it is" in note for note in database.notes)
         assert current_revision(database) == "0005"  # untouched
     finally:
         database.dispose()

@@ -45,8 +45,6 @@ def open_state(
         database = Database(settings.database, read_only=read_only)
     except UserError as exc:
         fail(str(exc), as_json=as_json)
-    for note in database.notes:
-        stderr.print(f"note: {note}", markup=False, soft_wrap=True)
     if must_exist and database.dialect == "sqlite" and not _sqlite_file_exists(database):
         database.dispose()
         fail(
@@ -59,6 +57,9 @@ def open_state(
     except UserError as exc:
         database.dispose()
         fail(str(exc), as_json=as_json)
+    # After opening the log: it may add one (an archive read at its older schema).
+    for note in database.notes:
+        stderr.print(f"note: {note}", markup=False, soft_wrap=True)
     bus = EventBus()
     bus.subscribe(AuditRecorder(audit))
     try:

@@ -96,6 +96,7 @@ from charter.storage.database import Database, redact_url
 from charter.storage.migrate import ensure_schema
 
 __all__ = [
+    "AUDIT_TABLES",
     "GENESIS_HASH",
     "AuditEntry",
     "AuditKind",
@@ -104,6 +105,10 @@ __all__ = [
     "ChainBreak",
     "VerifyReport",
 ]
+
+#: The tables the log reads: a read-only log opens an archive as old as they allow
+#: (``storage.migrate.READABLE_SINCE``), so ``charter audit verify`` reads an older copy.
+AUDIT_TABLES: Final = ("audit_records", "audit_heads")
 
 # A batch whose cached heads turned out stale is retried with heads read from the database;
 # only writers racing on a tenant's very first record can collide more than once.
@@ -173,7 +178,7 @@ class AuditLog(AuditReading):
         # Each tenant's last (position, hash) as this log wrote it; saves a read per commit.
         self._heads: dict[str, tuple[int, str]] = {}
         try:
-            ensure_schema(database)
+            ensure_schema(database, reads=AUDIT_TABLES)
             if not database.read_only:  # a reader needs no write connection
                 self._connect()
         except DatabaseUnavailable as exc:
