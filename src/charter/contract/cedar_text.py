@@ -33,6 +33,8 @@ from typing import Any
 
 import cedarpy
 
+from charter.core.errors import first_line
+
 __all__ = [
     "MAX_CEDAR_CHARS",
     "MAX_NESTING",
@@ -285,7 +287,7 @@ def cedar_has(record: str, name: str) -> str:
 
 
 def _parse_error(exc: Exception) -> CedarRefused:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(exc)
     if message == _ROUND_TRIP_ERROR:
         # Cedar parsed the text (or it would have said so) but its JSON form is deeper than
         # serde_json reads back: an expression about 60 operators deep.

@@ -252,6 +252,16 @@ class KillSignal(BaseException):
         super().__init__(f"kill switch active for {scope}: {reason}")
 
 
+def first_line(exc: BaseException | None) -> str:
+    """The first line of an error's message, for a message of ours that quotes it.
+
+    A database error's own message is the driver's (``exc.orig`` under SQLAlchemy's
+    wrapper, whose text adds the statement); an error without a message gives its type's name.
+    """
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
 def env_var_for_secret(name: str) -> str:
     """The environment variable the env provider reads for credential ``name``."""
     cleaned = "".join(ch if ch.isalnum() else "_" for ch in name.upper())

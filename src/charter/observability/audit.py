@@ -72,7 +72,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from charter.core.canonical import sha256_hex
-from charter.core.errors import AuditUnavailable, DatabaseUnavailable
+from charter.core.errors import AuditUnavailable, DatabaseUnavailable, first_line
 from charter.observability.audit_reading import AuditReading
 from charter.observability.audit_record import (
     GENESIS_HASH,
@@ -88,7 +88,6 @@ from charter.observability.audit_sql import (
     POSTGRES_SQL,
     SQLITE_SQL,
     find_events_sqlite,
-    first_line,
     postgres_insert_many,
 )
 from charter.observability.audit_verify import ChainBreak, VerifyReport

@@ -16,9 +16,9 @@ from typing import Final
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from charter.core.errors import AuditUnavailable
+from charter.core.errors import AuditUnavailable, first_line
 from charter.observability.audit_record import AuditRecord, record_from_row
-from charter.observability.audit_sql import Statements, first_line
+from charter.observability.audit_sql import Statements
 from charter.observability.audit_verify import ChainBreak, VerifyReport, verify_chain
 from charter.storage.database import Database
 

@@ -22,7 +22,6 @@ __all__ = [
     "SQLITE_SQL",
     "Statements",
     "find_events_sqlite",
-    "first_line",
     "postgres_insert_many",
 ]
 
@@ -130,9 +129,3 @@ def postgres_insert_many(count: int) -> str:
         f"INSERT INTO audit_records ({_COLUMN_LIST}) "  # noqa: S608
         f"VALUES {', '.join([_POSTGRES_ROW] * count)} RETURNING tenant, position, row_id"
     )
-
-
-def first_line(exc: BaseException | None) -> str:
-    """The first line of a database error's message, for the log's own errors."""
-    message = str(getattr(exc, "orig", None) or exc).strip()
-    return message.splitlines()[0] if message else type(exc).__name__

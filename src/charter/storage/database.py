@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from charter.core.errors import DatabaseUnavailable
+from charter.core.errors import DatabaseUnavailable, first_line
 from charter.storage.sqlite_file import SqliteFile
 
 __all__ = ["Database", "Dialect", "from_db_time"]
@@ -123,7 +123,7 @@ class Database:
         A SQLite file on read-only storage opened for writing says so, and that reading
         commands work on it; other SQLite failures name the file; Postgres ones the server.
         """
-        message = f"{what} at {self.shown_url}: {_first_line(exc)}"
+        message = f"{what} at {self.shown_url}: {first_line(exc)}"
         if self.dialect == "postgresql":
             return f"{message}; check CHARTER_DATABASE_URL and that the server is running"
         reason = None if self.read_only else self.read_only_reason()
@@ -226,8 +226,3 @@ SELECT pg_is_in_recovery(),
 def _sqlite_begin(connection: Any) -> None:
     mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
     connection.exec_driver_sql(f"BEGIN {mode}")
-
-
-def _first_line(exc: BaseException) -> str:
-    message = str(getattr(exc, "orig", None) or exc).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
