@@ -29,22 +29,22 @@ policies:
     [
         (
             "principal.user == 'Mallory'",
-            'principal.user is compared with "Mallory", which no user\'s name can equal',
+            'principal.user is compared with "Mallory", which is no user\'s name',
             'write "mallory"',
         ),
         (
             "'Mallory' == principal.user",
-            'principal.user is compared with "Mallory", which no user\'s name can equal',
+            'principal.user is compared with "Mallory", which is no user\'s name',
             'write "mallory"',
         ),
         (
             "principal.user != 'Bob' and amount_usd > 5",
-            'principal.user is compared with "Bob", which no user\'s name can equal',
+            'principal.user is compared with "Bob", which is no user\'s name',
             'write "bob"',
         ),
         (
             "principal.user in ['eve', 'Mallory@Example.com']",
-            'principal.user is compared with "Mallory@Example.com", which no user\'s name can',
+            'principal.user is compared with "Mallory@Example.com", which is no user\'s name',
             'write "mallory@example.com"',
         ),
         (
@@ -137,18 +137,18 @@ policies:
     [
         (
             'forbid(principal == Charter::User::"Mallory", action, resource);',
-            'Charter::User::"Mallory" names no user',
+            'Charter::User::"Mallory" is no user\'s name',
             'write Charter::User::"mallory"',
         ),
         (
             'forbid(principal in Charter::User::"Mallory", action, resource);',
-            'Charter::User::"Mallory" names no user',
+            'Charter::User::"Mallory" is no user\'s name',
             'write Charter::User::"mallory"',
         ),
         (
             f"forbid({SCOPE}) when "
             '{ principal in [Charter::User::"eve", Charter::User::"Bob"] };',
-            'Charter::User::"Bob" names no user',
+            'Charter::User::"Bob" is no user\'s name',
             'write Charter::User::"bob"',
         ),
         (

@@ -9,9 +9,9 @@ import pytest
 
 from charter.contract.conditions import CedarType, ConditionError, compile_condition
 from charter.contract.loader import load_charter
-from tests.contract.helpers import HEADER, CharterFiles
+from tests.contract.helpers import CharterFiles
+from tests.contract.test_sinks import SINK_HEADER
 
-SINK_HEADER = HEADER.replace("fixtures_toolkit", "fixtures_sink_toolkit")
 TYPED: dict[str, tuple[CedarType, bool]] = {"to": ("String", True)}
 EVERY = ("to", "attachments", "meta")
 RULES = """\

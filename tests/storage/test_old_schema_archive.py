@@ -17,32 +17,31 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import MetaData, Table, insert, select, text
 
-import charter.storage
 from charter.core.errors import AuditUnavailable, DatabaseReadOnly, DatabaseUnavailable
 from charter.observability.audit import AUDIT_TABLES, AuditLog
 from charter.storage import Database, current_revision, head_revision, tables
 from charter.storage.migrate import READABLE_SINCE, ensure_schema
 from tests.backends import database_url
 from tests.observability.test_audit import make_entry
+from tests.storage.test_migration_0007 import _upgrade_to
 
 RECORDS = 9
 
 
 def at_revision(url: str, revision: str) -> None:
     """Migrate the empty database at ``url`` up to ``revision`` and no further."""
-    config = Config()
-    config.set_main_option(
-        "script_location", str(Path(charter.storage.__file__).parent / "migrations")
-    )
-    database = Database(url)
+    with opened(url) as database:
+        _upgrade_to(database, revision)
+
+
+@contextmanager
+def opened(url: str, *, read_only: bool = False) -> Iterator[Database]:
+    """A handle on ``url``, disposed afterwards."""
+    database = Database(url, read_only=read_only)
     try:
-        with database.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        yield database
     finally:
         database.dispose()
 
@@ -119,8 +118,7 @@ def test_an_archive_older_than_the_tables_it_reads_is_refused_saying_what_they_n
     db_url: str, tmp_path: Path
 ) -> None:
     archive(db_url, tmp_path, "0002")
-    database = Database(db_url, read_only=True)
-    try:
+    with opened(db_url, read_only=True) as database:
         with pytest.raises(DatabaseReadOnly) as caught:
             ensure_schema(database, reads=AUDIT_TABLES)
         message = str(caught.value)
@@ -130,29 +128,23 @@ def test_an_archive_older_than_the_tables_it_reads_is_refused_saying_what_they_n
         with pytest.raises(AuditUnavailable, match="needs 0003 or newer"):
             AuditLog(database)
         assert current_revision(database) == "0002"
-    finally:
-        database.dispose()
 
 
 def test_a_reader_that_names_no_tables_still_needs_the_newest_schema(
     db_url: str, tmp_path: Path
 ) -> None:
     archive(db_url, tmp_path, "0005")
-    database = Database(db_url, read_only=True)
-    try:
+    with opened(db_url, read_only=True) as database:
         with pytest.raises(DatabaseReadOnly, match=f"needs {head_revision()}"):
             ensure_schema(database)
         assert database.notes == ()
-    finally:
-        database.dispose()
 
 
 def test_a_writable_open_of_an_older_database_is_upgraded_or_refused_as_before(
     db_url: str, tmp_path: Path
 ) -> None:
     archive(db_url, tmp_path, "0005")
-    database = Database(db_url)
-    try:
+    with opened(db_url) as database:
         if db_url.startswith("sqlite"):
             ensure_schema(database, reads=AUDIT_TABLES)  # the embedded file is upgraded
             assert current_revision(database) == head_revision()
@@ -160,36 +152,26 @@ def test_a_writable_open_of_an_older_database_is_upgraded_or_refused_as_before(
             with pytest.raises(DatabaseUnavailable, match="run 'charter db upgrade'"):
                 ensure_schema(database, reads=AUDIT_TABLES)
             assert current_revision(database) == "0005"
-    finally:
-        database.dispose()
 
 
 def test_an_archive_newer_than_this_charter_stays_refused(db_url: str, tmp_path: Path) -> None:
     archive(db_url, tmp_path, "head")
-    writable = Database(db_url)
-    with writable.engine.begin() as connection:
+    with opened(db_url) as writable, writable.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    writable.dispose()
-    database = Database(db_url, read_only=True)
-    try:
+    with opened(db_url, read_only=True) as database:
         with pytest.raises(DatabaseUnavailable, match="'9999', which this Charter does not know"):
             ensure_schema(database, reads=AUDIT_TABLES)
         with pytest.raises(AuditUnavailable, match="a newer Charter wrote it"):
             AuditLog(database)
-    finally:
-        database.dispose()
 
 
 def test_a_table_no_revision_is_declared_for_needs_the_newest_schema(
     db_url: str, tmp_path: Path
 ) -> None:
     archive(db_url, tmp_path, "0005")
-    database = Database(db_url, read_only=True)
-    try:
-        with pytest.raises(DatabaseReadOnly, match=f"reading runs needs {head_revision()}"):
-            ensure_schema(database, reads=("audit_records", "runs"))
-    finally:
-        database.dispose()
+    needs = f"reading runs needs {head_revision()}"
+    with opened(db_url, read_only=True) as database, pytest.raises(DatabaseReadOnly, match=needs):
+        ensure_schema(database, reads=("audit_records", "runs"))
 
 
 @pytest.mark.parametrize("table", sorted(READABLE_SINCE))

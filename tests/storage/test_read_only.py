@@ -13,18 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-import charter.storage
 from charter.core.errors import AuditUnavailable, DatabaseReadOnly, DatabaseUnavailable
 from charter.observability.audit import AuditLog
 from charter.storage import Database, current_revision, head_revision, upgrade
 from charter.storage.migrate import ensure_schema
 from tests.observability.test_audit import make_entry
+from tests.storage.test_old_schema_archive import at_revision
 
 RECORDS = 7
 
@@ -64,20 +62,6 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
 
 
-def _at_revision(url: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option(
-        "script_location", str(Path(charter.storage.__file__).parent / "migrations")
-    )
-    database = Database(url)
-    try:
-        with database.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    finally:
-        database.dispose()
-
-
 def test_a_read_only_log_verifies_and_never_writes(db_url: str) -> None:
     _fill(db_url)
     path = _sqlite_path(db_url)
@@ -106,7 +90,7 @@ def test_a_read_only_log_verifies_and_never_writes(db_url: str) -> None:
 
 
 def test_a_read_only_open_never_upgrades_an_old_schema(db_url: str) -> None:
-    _at_revision(db_url, "0005")
+    at_revision(db_url, "0005")
     database = Database(db_url, read_only=True)
     try:
         with pytest.raises(DatabaseReadOnly) as caught:

@@ -24,7 +24,7 @@ user; those compare values, not a name written in the rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,37 +130,25 @@ def _literals(node: Any, user: str) -> Iterator[PersonProblem]:
 
 
 def _name(value: str, user: str) -> Iterator[PersonProblem]:
-    try:
-        canonical = canonical_person(value, "the name")
-    except InvalidPersonName as exc:
-        yield PersonProblem(
-            f"{user} is compared with {cedar_string(value)}, which no user can be: {exc}",
-            f"compare with a user's name as Charter stores it; {_RULES}",
-        )
-        return
-    if canonical != value:
-        yield PersonProblem(
-            f"{user} is compared with {cedar_string(value)}, which no user's name can equal: "
-            f"{_RULES}",
-            f"write {cedar_string(canonical)}",
-        )
+    said = f"{user} is compared with {cedar_string(value)}, which is no user's name"
+    return _judged(value, said, cedar_string)
 
 
 def _entity(kind: str, value: str) -> Iterator[PersonProblem]:
-    shown = f"{kind}::{cedar_string(value)}"
+    said = f"{kind}::{cedar_string(value)} is no user's name"
+    return _judged(value, said, lambda name: f"{kind}::{cedar_string(name)}")
+
+
+def _judged(value: str, said: str, spell: Callable[[str], str]) -> Iterator[PersonProblem]:
+    """A problem ``said`` of ``value`` unless it is canonical; the hint spells the canonical
+    name with ``spell`` (a literal, an entity), or says no user can have it."""
     try:
         canonical = canonical_person(value, "the name")
     except InvalidPersonName as exc:
-        yield PersonProblem(
-            f"{shown} names no user: {exc}",
-            f"name a user as Charter stores it; {_RULES}",
-        )
+        yield PersonProblem(f"{said}: {exc}", f"name a user as Charter stores it; {_RULES}")
         return
     if canonical != value:
-        yield PersonProblem(
-            f"{shown} names no user: {_RULES}",
-            f"write {kind}::{cedar_string(canonical)}",
-        )
+        yield PersonProblem(f"{said}: {_RULES}", f"write {spell(canonical)}")
 
 
 def _pattern(pattern: Any, user: str) -> Iterator[PersonProblem]:

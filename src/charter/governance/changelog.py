@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -123,11 +123,12 @@ class GovernanceLog:
         limit: int = 100,
     ) -> list[ChangelogEntry]:
         """The latest actions, oldest first (``limit`` most recent)."""
-        query = select(governance_events).order_by(governance_events.c.id.desc()).limit(limit)
-        if charter_name is not None:
-            query = query.where(governance_events.c.charter_name == charter_name)
-        if environment is not None:
-            query = query.where(governance_events.c.environment == environment)
+        query = (
+            select(governance_events)
+            .where(*_matching(charter_name, environment))
+            .order_by(governance_events.c.id.desc())
+            .limit(limit)
+        )
         try:
             with self._database.engine.connect() as connection:
                 rows = connection.execute(query).mappings().all()
@@ -149,13 +150,20 @@ class GovernanceLog:
 
     def count(self, *, charter_name: str | None = None, environment: str | None = None) -> int:
         """How many actions ``history`` could list with the same filters and no limit."""
-        query = select(func.count()).select_from(governance_events)
-        if charter_name is not None:
-            query = query.where(governance_events.c.charter_name == charter_name)
-        if environment is not None:
-            query = query.where(governance_events.c.environment == environment)
+        query = (
+            select(func.count())
+            .select_from(governance_events)
+            .where(*_matching(charter_name, environment))
+        )
         try:
             with self._database.engine.connect() as connection:
                 return int(connection.execute(query).scalar_one())
         except SQLAlchemyError as exc:
             raise DatabaseUnavailable(f"cannot read the changelog: {exc}") from None
+
+
+def _matching(charter_name: str | None, environment: str | None) -> list[ColumnElement[bool]]:
+    """The filters ``history`` and ``count`` share: one charter, one environment, or all."""
+    columns = governance_events.c
+    given = ((columns.charter_name, charter_name), (columns.environment, environment))
+    return [column == value for column, value in given if value is not None]
