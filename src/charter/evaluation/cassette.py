@@ -40,7 +40,7 @@ from typing import Any
 
 from charter.core.canonical import canonical_json, sha256_hex
 from charter.core.errors import CassetteMissing
-from charter.core.files import write_atomic
+from charter.core.files import FileRefused, read_regular, write_atomic
 from charter.execution.model import (
     Message,
     Model,
@@ -52,6 +52,7 @@ from charter.execution.model import (
 
 __all__ = [
     "FORMAT",
+    "MAX_CASSETTE_BYTES",
     "VERSION",
     "RecordingModel",
     "ReplayModel",
@@ -67,6 +68,8 @@ _KEY = re.compile(r"[0-9a-f]{64}")
 _SUMMARY_CHARS = 200
 _KEY_PREFIX = 12
 _RERECORD = "re-record with `charter eval ... --record DIR`"
+#: The largest cassette read: one task's model replies, far less as a rule.
+MAX_CASSETTE_BYTES = 64 * 2**20
 
 # Values a run makes up for itself that could reach the model's messages. An approval
 # request id derives from the run id, which is random; its text only reaches the model when a
@@ -264,13 +267,18 @@ def _as_json(response: ModelResponse) -> dict[str, Any]:
 
 def _read(path: Path, task: str) -> tuple[str, dict[str, dict[str, Any]]]:
     """The recorded model and the responses by key; ``CassetteMissing`` for any problem."""
+    # Read without blocking and with a bound: the directory is the operator's to name, and a
+    # named pipe there would hang the run, /dev/zero exhaust its memory.
+    data = read_regular(
+        path, what=f"the cassette of task {task!r} at {path}", max_bytes=MAX_CASSETTE_BYTES
+    )
+    if data is None:
+        raise CassetteMissing(f"no cassette for task {task!r}: {path} does not exist; {_RERECORD}")
+    if isinstance(data, FileRefused):
+        raise CassetteMissing(f"{data.message}; {_RERECORD}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CassetteMissing(
-            f"no cassette for task {task!r}: {path} does not exist; {_RERECORD}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise CassetteMissing(
             f"cannot read the cassette of task {task!r} at {path}: {exc}; {_RERECORD}"
         ) from exc

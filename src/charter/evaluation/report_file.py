@@ -25,14 +25,23 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from charter.core.errors import ReportInvalid
-from charter.core.files import write_temporary
+from charter.core.files import FileRefused, read_regular, write_temporary
 from charter.evaluation.html_report import html_report
 from charter.evaluation.junit import junit_xml
 
-__all__ = ["FILE_NAMES", "REPORT_FORMAT", "REPORT_VERSION", "read_report", "write_reports"]
+__all__ = [
+    "FILE_NAMES",
+    "MAX_REPORT_BYTES",
+    "REPORT_FORMAT",
+    "REPORT_VERSION",
+    "read_report",
+    "write_reports",
+]
 
 REPORT_FORMAT: Final = "charter.eval-report"
 REPORT_VERSION: Final = 1
+#: The largest report read: thousands of tasks with their checks, far less as a rule.
+MAX_REPORT_BYTES: Final = 64 * 2**20
 
 #: The file each output format is written to, in the order they are written.
 FILE_NAMES: Final[Mapping[str, str]] = {
@@ -148,14 +157,17 @@ def read_report(path: Path) -> dict[str, Any]:
             report, is of a version this Charter does not read, or lacks or mistypes a key.
             The message names the file and, for the shape, the first bad key.
     """
+    # Read without blocking and with a bound: a named pipe at the name would hang the
+    # command, /dev/zero exhaust its memory.
+    data = read_regular(path, what="the report", max_bytes=MAX_REPORT_BYTES)
+    if data is None:
+        raise ReportInvalid(f"{path}: no such report file")
+    if isinstance(data, FileRefused):
+        raise ReportInvalid(f"{path}: {data.message}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ReportInvalid(f"{path}: no such report file") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ReportInvalid(f"{path}: not a report: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise ReportInvalid(f"{path}: cannot read the report: {exc.strerror or exc}") from None
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
