@@ -97,7 +97,7 @@ def test_a_kill_before_the_outbox_is_sent_ends_the_run_killed(
     result = drive(run, model)
 
     assert_killed(runtime, result)
-    assert "deferred pay_async (c2)" in result.reason  # what the kill stopped
+    assert "deferred pay_async #2" in result.reason  # what the kill stopped (its step)
     assert gate.calls == 0  # nothing was paid
     assert [(c.tool, c.outcome) for c in result.tool_calls] == [
         ("note", "executed"),

@@ -165,7 +165,7 @@ def test_a_failing_deferred_effect_fails_the_run_and_stops_the_rest(
         reply("done"),
     )  # fmt: skip
     assert result.outcome == "failed"
-    assert "deferred notify (c3) failed" in result.reason
+    assert "deferred notify #3 failed" in result.reason
     assert "mail relay down" in result.reason
     assert [e.split(" key=")[0] for e in ledger.events] == [
         "write r1=a", "notify first", "undo r1",

@@ -90,8 +90,8 @@ def test_a_compensation_that_fails_is_named_in_the_runs_reason(tmp_path: Path) -
     assert result.outcome == "denied"
     reason = result.reason
     assert reason.startswith("forbidden is denied by policy; NOT UNDONE: ")
-    assert "write_row (w1) could not be compensated: undo_row error: ConnectionError: " in reason
-    assert "w0" not in reason.split("NOT UNDONE")[1]  # r1 was undone
+    assert "write_row #2 could not be compensated: undo_row error: ConnectionError: " in reason
+    assert "#1" not in reason.split("NOT UNDONE")[1]  # r1 was undone
     assert UNDONE == ["r1"]
 
 
@@ -99,7 +99,7 @@ def test_a_compensation_without_its_credential_is_named_too(tmp_path: Path) -> N
     UNDONE.clear()
     result = drive(tmp_path, "missing", "r1")
     reason = result.reason
-    expected = "NOT UNDONE: write_row (w0) could not be compensated: undo_row error: "
+    expected = "NOT UNDONE: write_row #1 could not be compensated: undo_row error: "
     assert f"{expected}SecretNotFound" in reason
     assert UNDONE == []
 

@@ -17,7 +17,9 @@ from charter_examples.support_desk.model import GullibleSupportModel
 from sqlalchemy import func, select
 
 from charter.contract.loader import Charter
+from charter.contract.tool import ToolContext, tool
 from charter.core.errors import UserError
+from charter.core.events import RunStarted
 from charter.core.settings import Settings
 from charter.execution import run as run_module
 from charter.execution.agent import run_agent
@@ -372,3 +374,52 @@ def test_a_call_run_under_an_approval_counts_once_as_approval_required(
         "allow",
     )
     assert report.calls_replayed == 6
+
+
+@tool
+def pay(memo: str, *, ctx: ToolContext) -> str:
+    """Pay.
+
+    Args:
+        memo: what for.
+    """
+    return "paid"
+
+
+FEES_CHARTER = """
+charter: fees
+model: {provider: openai, name: gpt-4o-mini}
+prompt: prompt.md
+tools:
+  pay: {effect: irreversible, credential: gone, fee_usd: 1}
+budgets: {max_usd_per_run: 1.5}
+policies: {on_deny: continue}
+"""
+
+
+def test_a_call_that_could_not_start_is_charged_nothing_when_it_cannot_be_replayed(
+    tmp_path: Path,
+) -> None:
+    # Host code drives the run (an agent loop would stop at the first configuration failure).
+    # The first call quotes a credential (redacted in the log, so it cannot be replayed) and
+    # could not start (its own credential is missing): the original ledger charged it
+    # nothing, which its audit record says (fee_usd "0"). Charging it the $1 fee anyway
+    # would leave the next call's $1 over the $1.50 budget: a change the candidate did not
+    # make.
+    (tmp_path / "prompt.md").write_text("You pay.", encoding="utf-8")
+    (tmp_path / "charter.yaml").write_text(FEES_CHARTER, encoding="utf-8")
+    charter = Charter.load(tmp_path / "charter.yaml", tools=[pay])
+    with _runtime(tmp_path / "home") as runtime:
+        runtime.services.secrets.resolve("payments-refund")  # the redactor knows SECRET
+        run = runtime.start_run(charter, Principal("alice", "acme"), environment="dev")
+        now = runtime.services.clock.now()
+        run.services.bus.publish(RunStarted(run.identity, now, "0" * 64, f"{run.id}/started"))
+        first = asyncio.run(run.call_tool("pay", {"memo": SECRET}))
+        second = asyncio.run(run.call_tool("pay", {"memo": "rent"}))
+        assert (first.outcome, first.failure, first.fee_usd) == ("error", "configuration", 0)
+        assert second.outcome == "error"
+        report = what_if(charter, runtime.database, environment="dev", last=1)
+
+    assert [c.tool for c in report.not_replayable] == ["pay"]
+    assert report.calls_replayed == 1
+    assert report.changed == 0

@@ -304,10 +304,9 @@ async def _settle(run: Run, stop: _Stop, steps: Steps) -> _Stop:
 def _not_undone(settled: list[ToolResult]) -> list[str]:
     """The writes whose compensation did not execute (it raised, timed out, could not run)."""
     return [
-        # The rule is tools.<the write's tool>.compensate; the call id <the write's>:compensate.
-        f"{r.decision.rule_id.removeprefix('tools.').removesuffix('.compensate')} "
-        f"({r.call_id.removesuffix(':compensate')}) could not be compensated: {r.tool} "
-        f"{r.outcome}: {r.model_text}"
+        # The reason is "compensating <the write's tool> #<its step>" (Run._compensate).
+        f"{r.decision.reason.removeprefix('compensating ')} could not be compensated: "
+        f"{r.tool} {r.outcome}: {r.model_text}"
         for r in settled
         if r.decision.rule_id.endswith(".compensate") and r.outcome != "executed"
     ]

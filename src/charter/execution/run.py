@@ -368,10 +368,10 @@ class Run:
             if kill is not None:
                 failure = (
                     f"the kill switch ({kill.scope}) stopped deferred {effect.tool} "
-                    f"({effect.call_id}): {kill.reason}"
+                    f"#{effect.step}: {kill.reason}"
                 )
             elif problem is not None:
-                failure = f"deferred {effect.tool} ({effect.call_id}) failed: {problem}"
+                failure = f"deferred {effect.tool} #{effect.step} failed: {problem}"
         if not succeeded or failure is not None:
             for write in reversed(writes):
                 await self._compensate(write)
@@ -424,7 +424,9 @@ class Run:
         rule = f"tools.{write.tool}.compensate"
         invalid = ArgumentsStage().check(self, call)
         if invalid is not None:
-            decision = replace(invalid, rule_id=rule, stage=Stage.EXECUTE)
+            # Named like every compensation (the write it takes back); why, in the text.
+            decision = replace(invalid, reason=f"compensating {write.tool} #{write.step}",
+                               rule_id=rule, stage=Stage.EXECUTE)  # fmt: skip
             self._finish(call, decision, "error", invalid.reason, None)
             return
         # Not interruptible: taking a write back is what a kill wants, even one in force.
@@ -436,7 +438,12 @@ class Run:
             interruptible=False,
         )
         decision = Decision(
-            Verdict.ALLOW, f"compensating {write.tool} ({write.call_id})", rule, Stage.EXECUTE
+            # Named by the run's step (as `runs show` numbers calls), never by the model's
+            # call id, which it may reuse.
+            Verdict.ALLOW,
+            f"compensating {write.tool} #{write.step}",
+            rule,
+            Stage.EXECUTE,
         )
         self._finish(call, decision, execution.outcome, execution.text, execution.value,
                      failure=execution.failure)  # fmt: skip

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -53,6 +54,7 @@ from charter.execution.run import Run, RunServices
 from charter.identity.principal import Principal
 from charter.identity.secrets import REDACTED, ChainSecretProvider, Redactor
 from charter.observability.audit_reader import call_phase, records_of_runs
+from charter.observability.audit_record import is_fee_text
 from charter.policy.budget import Reservation
 from charter.policy.cedar_engine import CedarEngine
 from charter.storage.database import Database
@@ -81,7 +83,8 @@ ASSUMPTIONS: Final[tuple[str, ...]] = (
 
 _TAINT_KEYS: Final = frozenset({"untrusted_read", "tainted_any", "tainted"})
 _TAINT_RULE_PREFIX: Final = "untrusted_content."
-# Outcomes of a call that went on past the guards and was charged its fee.
+# Outcomes of a call that went on past the guards and was charged its fee, for records from
+# before a record carried the fee it was charged (``fee_usd``).
 _CHARGED: Final = frozenset({"executed", "deferred", "timeout", "error", "interrupted"})
 # Stages at or after the budget reservation that let the call keep its tool-call slot.
 _PAST_BUDGET: Final = frozenset({Stage.POLICY.value, Stage.APPROVAL.value, Stage.EXECUTE.value})
@@ -379,13 +382,25 @@ def _charge_as_recorded(run: Run, record: Mapping[str, Any]) -> None:
     decl = run.charter.spec.tools.get(str(record.get("tool") or ""))
     if decl is None:
         return  # the candidate would refuse it at the allowlist, before the budget
-    reservation = run.ledger.reserve(tool_calls=1, usd=decl.fee_usd)
+    recorded = _recorded_fee(record)
+    reservation = run.ledger.reserve(
+        tool_calls=1, usd=decl.fee_usd if recorded is None else recorded
+    )
     if not isinstance(reservation, Reservation):
         return  # the candidate's budget is used up; it has nothing left to charge
-    if record["outcome"] in _CHARGED:
+    if recorded is not None:
+        # What the original ledger charged (a call whose credential was missing: nothing).
+        run.ledger.settle(reservation, tokens=0, usd=recorded)
+    elif record["outcome"] in _CHARGED:  # recorded before fees were audited
         run.ledger.settle(reservation, tokens=0, usd=reservation.usd)
     else:
         run.ledger.release(reservation)
+
+
+def _recorded_fee(record: Mapping[str, Any]) -> Decimal | None:
+    """The fee the original ledger charged for this call, if its record says (``fee_usd``)."""
+    fee = record.get("fee_usd")
+    return Decimal(fee) if isinstance(fee, str) and is_fee_text(fee) else None
 
 
 def _old_verdict(record: Mapping[str, Any]) -> str:
