@@ -1,5 +1,5 @@
 """Fixtures shared by the pipeline tests (see ``tests/execution/harness.py``)."""
 
-from tests.execution.harness import runtime, traced
+from tests.execution.harness import memory_runtime, runtime, store_runtime, traced
 
-__all__ = ["runtime", "traced"]
+__all__ = ["memory_runtime", "runtime", "store_runtime", "traced"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from charter.contract.loader import Charter
 from charter.contract.tool import ToolSpec
+from charter.core.clock import SystemClock
 from charter.core.settings import Settings
 from charter.execution.approvals import InMemoryGrants
 from charter.execution.call import ToolResult
+from charter.execution.kill_store import KillSwitchStore
 from charter.execution.kill_switch import KillSwitches
 from charter.execution.run import Run
 from charter.identity.principal import Principal
@@ -33,9 +36,11 @@ from charter.identity.secrets import EnvSecretProvider
 from charter.observability.audit import AuditRecord
 from charter.observability.tracing import PresetIdGenerator
 from charter.runtime import Runtime
+from charter.storage import Database, upgrade
 from charter.testing import FakeClock
 
 __all__ = [
+    "SCOPE",
     "SECRET",
     "Traced",
     "audit_rows",
@@ -43,8 +48,13 @@ __all__ = [
     "example_charter",
     "make_runtime",
     "make_traced",
+    "memory_kill",
+    "memory_runtime",
+    "other_process_kill",
     "runtime",
+    "runtime_fixture",
     "start_example_run",
+    "store_runtime",
     "tool_records",
     "traced",
     "write_charter",
@@ -53,6 +63,8 @@ __all__ = [
 # Distinctive on purpose: a test greps every stored byte for it.
 SECRET = "sk_live_pay_7Qx9Zr2Lm4Nv8Kw3"
 REFUND_ENV = {"CHARTER_SECRET_PAYMENTS_REFUND": SECRET}
+SCOPE = "charter:test-agent"
+"""The kill scope of every charter ``write_charter`` writes under its default name."""
 
 
 class Traced:
@@ -114,6 +126,66 @@ def traced(tmp_path: Path) -> Iterator[Traced]:
     t = make_traced(tmp_path)
     with t.runtime:
         yield t
+
+
+def runtime_fixture(*, start: datetime | None = None) -> Any:
+    """A fixture of a runtime with no credentials at all, its fake clock at ``start``.
+
+    A test module binds it to the name its tests take: ``runtime = runtime_fixture()``.
+    """
+
+    @pytest.fixture
+    def fixture(tmp_path: Path) -> Iterator[Runtime]:
+        """A closed-on-exit runtime with no credentials, in-memory kill switches and
+        approvals, its home at ``tmp_path / "home"``."""
+        clock = FakeClock(start) if start is not None else FakeClock()
+        with make_runtime(tmp_path, secrets={}, clock=clock) as rt:
+            yield rt
+
+    return fixture
+
+
+memory_runtime = runtime_fixture()  # in-memory kill switches, as against store_runtime
+
+
+@pytest.fixture
+def store_runtime(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime on the durable kill switches (the default), SQLite file or Postgres, with no
+    credentials."""
+    database = Database(db_url)
+    try:
+        upgrade(database)
+    finally:
+        database.dispose()
+    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets",
+                        database_url=db_url)  # fmt: skip
+    with Runtime(
+        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
+        approvals=InMemoryGrants(),
+    ) as rt:  # fmt: skip
+        yield rt
+
+
+def memory_kill(runtime: Runtime, reason: str) -> Callable[[], None]:
+    """Pull the switch of ``SCOPE`` on ``runtime``'s in-memory kill switches."""
+    switches = runtime.kill_switches
+    assert isinstance(switches, KillSwitches)
+    return lambda: switches.kill(SCOPE, reason)
+
+
+def other_process_kill(runtime: Runtime, reason: str) -> Callable[[], None]:
+    """Pull the switch of ``SCOPE`` the way another process does: its own store on the same
+    database."""
+
+    def pull() -> None:
+        database = Database(runtime.settings.database)
+        try:
+            with KillSwitchStore(database, SystemClock()) as store:
+                store.kill(SCOPE, reason, by="oncall")
+        finally:
+            database.dispose()
+
+    return pull
 
 
 @cache

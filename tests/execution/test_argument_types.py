@@ -11,7 +11,6 @@ import datetime
 import enum
 import json
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,11 @@ import pytest
 
 from charter.contract.loader import Charter
 from charter.contract.tool import ToolContext, tool
-from charter.core.settings import Settings
-from charter.execution.approvals import InMemoryGrants
 from charter.execution.call import ToolResult
-from charter.execution.kill_switch import KillSwitches
 from charter.execution.run import Run
 from charter.identity.principal import Principal
-from charter.identity.secrets import EnvSecretProvider
 from charter.runtime import Runtime
-from charter.testing import FakeClock
-from tests.execution.harness import tool_records, write_charter
+from tests.execution.harness import runtime_fixture, tool_records, write_charter
 
 
 class Order(pydantic.BaseModel):
@@ -193,14 +187,7 @@ def charter(tmp_path: Path) -> Charter:
     )
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
+runtime = runtime_fixture()
 
 
 def start(runtime: Runtime, charter: Charter) -> tuple[Run, Seen]:

@@ -4,37 +4,24 @@ outcome says what stopped it, whether the kill refused a send or interrupted one
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from charter.contract.loader import Charter
-from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
-from charter.execution.approvals import InMemoryGrants
 from charter.execution.kill_switch import KillSwitches
 from charter.execution.run import Run
 from charter.identity.principal import Principal
-from charter.identity.secrets import EnvSecretProvider
 from charter.runtime import Runtime
-from charter.testing import FakeClock, ScriptedModel, reply, tool_call
-from tests.execution.harness import tool_records, write_charter
-from tests.execution.test_kill_interrupts import NO_HANG, SCOPE, TOOLS, Gate, Killer, Undo
+from charter.testing import ScriptedModel, reply, tool_call
+from tests.execution.harness import SCOPE, runtime_fixture, tool_records, write_charter
+from tests.execution.test_kill_interrupts import NO_HANG, TOOLS, Gate, Killer, Undo
 from tests.execution.test_steps import RecordingSteps, ReplayingSteps
 
 REASON = "stop everything"
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
+runtime = runtime_fixture()
 
 
 def charter(tmp_path: Path) -> Charter:

@@ -8,7 +8,6 @@ bounded only by a generous no-hang limit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,39 +15,26 @@ from typing import Any
 import pytest
 
 from charter.contract.loader import Charter
-from charter.core.settings import Settings
 from charter.execution.agent import run_agent
-from charter.execution.approvals import InMemoryGrants
-from charter.execution.kill_switch import KillSwitches
-from charter.execution.kill_watch import KILL_WATCH
 from charter.execution.run import Run
 from charter.execution.stages.execute import HOST_SCOPE
-from charter.identity.secrets import EnvSecretProvider
 from charter.observability.audit import AuditEntry
 from charter.runtime import Runtime
-from charter.testing import FakeClock, ScriptedModel, reply, tool_call
-from tests.execution.harness import tool_records, write_charter
+from charter.testing import ScriptedModel, reply, tool_call
+from tests.execution.harness import SCOPE, runtime_fixture, tool_records, write_charter
 from tests.execution.test_kill_interrupts import (
     NO_HANG,
-    SCOPE,
     TOOLS,
     Gate,
     Undo,
+    cancelled_with_a_kill,
     charter_for,
     start,
 )
 
 HOST = "cancelled by its host"
 
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
+runtime = runtime_fixture()
 
 
 async def cancel_once_started(work: Any, started: Any) -> None:
@@ -123,21 +109,7 @@ def test_a_sync_tool_in_its_thread_is_told_and_the_record_says_it_may_go_on(
 def test_an_outer_cancellation_and_a_kill_together_are_recorded_and_propagate(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    gate = Gate()
-    run = start(runtime, charter_for(tmp_path, timeout=False), gate)
-    switches = runtime.kill_switches
-    assert isinstance(switches, KillSwitches)
-
-    async def scenario() -> None:
-        task = asyncio.create_task(run.call_tool("pay_async", {"amount": 5}))
-        await asyncio.to_thread(gate.started.wait, NO_HANG)
-        switches.kill(SCOPE, "card fraud ring")
-        KILL_WATCH.poll()  # the kill's cancellation is queued for the call's task...
-        task.cancel()  # ...and the host cancels the whole run in the same breath
-        await task
-
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(asyncio.wait_for(scenario(), NO_HANG))
+    _, run = cancelled_with_a_kill(runtime, tmp_path)
     [entry] = entries(runtime)
     assert entry.outcome == "interrupted"
     assert HOST in entry.detail

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -18,24 +18,25 @@ import pytest
 
 from charter.contract.loader import Charter
 from charter.contract.tool import ToolContext, tool
-from charter.core.clock import SystemClock
 from charter.core.errors import KillSignal
-from charter.core.settings import Settings
 from charter.execution.agent import run_agent
-from charter.execution.approvals import InMemoryGrants
-from charter.execution.kill_store import KillSwitchStore
 from charter.execution.kill_switch import KillSwitches
 from charter.execution.kill_watch import KILL_WATCH
 from charter.execution.run import Run
 from charter.identity.principal import Principal
-from charter.identity.secrets import EnvSecretProvider
 from charter.runtime import Runtime
-from charter.storage import Database, upgrade
-from charter.testing import FakeClock, ScriptedModel, reply, tool_call
-from tests.execution.harness import call, tool_records, write_charter
+from charter.testing import ScriptedModel, reply, tool_call
+from tests.execution.harness import (
+    SCOPE,
+    call,
+    memory_kill,
+    other_process_kill,
+    tool_records,
+    write_charter,
+)
 from tests.execution.test_steps import RecordingSteps, ReplayingSteps
 
-SCOPE = "charter:test-agent"
+REASON = "card fraud ring"
 NO_HANG = 20.0  # seconds; a kill is seen within ~50 ms, this only stops a broken build hanging
 
 
@@ -160,54 +161,6 @@ def charter_for(tmp_path: Path, *, timeout: bool) -> Charter:
     )
 
 
-@pytest.fixture
-def store_runtime(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime on the durable kill switches (the default), SQLite file or Postgres."""
-    database = Database(db_url)
-    try:
-        upgrade(database)
-    finally:
-        database.dispose()
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets",
-                        database_url=db_url)  # fmt: skip
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
-
-
-@pytest.fixture
-def memory_runtime(tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime on in-memory kill switches."""
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
-
-
-def other_process_kill(runtime: Runtime) -> Callable[[], None]:
-    """Pull the switch the way another process does: its own store on the same database."""
-
-    def pull() -> None:
-        database = Database(runtime.settings.database)
-        try:
-            with KillSwitchStore(database, SystemClock()) as store:
-                store.kill(SCOPE, "card fraud ring", by="oncall")
-        finally:
-            database.dispose()
-
-    return pull
-
-
-def memory_kill(runtime: Runtime) -> Callable[[], None]:
-    switches = runtime.kill_switches
-    assert isinstance(switches, KillSwitches)
-    return lambda: switches.kill(SCOPE, "card fraud ring")
-
-
 class Killer(threading.Thread):
     """Waits for the tool to start, pulls the switch, then runs ``after`` (if any)."""
 
@@ -253,14 +206,14 @@ def test_an_async_tool_is_cancelled_by_a_kill_from_another_process(
     runtime = store_runtime
     gate = Gate()
     run = start(runtime, charter_for(tmp_path, timeout=False), gate)
-    killer = Killer(gate, other_process_kill(runtime))
+    killer = Killer(gate, other_process_kill(runtime, REASON))
     killer.start()
 
     with pytest.raises(KillSignal) as raised:
         bounded(run, "pay_async", {"amount": 5})
     killer.finish()
 
-    assert (raised.value.scope, raised.value.reason) == (SCOPE, "card fraud ring")
+    assert (raised.value.scope, raised.value.reason) == (SCOPE, REASON)
     assert gate.cancelled.is_set()  # the tool's await was cancelled, not left running
     assert gate.contexts[0].cancelled
     assert gate.paid == []
@@ -275,7 +228,7 @@ def test_an_async_tool_is_cancelled_by_a_kill_from_another_process(
         "execute",
     )
     assert entry.detail.startswith(f"INTERRUPTED: the kill switch ({SCOPE}) stopped pay_async")
-    assert "card fraud ring" in entry.detail
+    assert REASON in entry.detail
     assert f"{run.id}:1" in entry.detail  # the idempotency key, to reconcile a partial effect
     assert run.ledger.totals().cost_usd == Decimal("0.05")  # it had started: charged
     assert run.results[-1].outcome == "interrupted"
@@ -291,7 +244,7 @@ def test_an_async_tool_is_cancelled_by_an_in_memory_kill(
 ) -> None:
     gate = Gate()
     run = start(memory_runtime, charter_for(tmp_path, timeout=False), gate)
-    killer = Killer(gate, memory_kill(memory_runtime))
+    killer = Killer(gate, memory_kill(memory_runtime, REASON))
     killer.start()
 
     with pytest.raises(KillSignal):
@@ -309,7 +262,7 @@ def test_a_sync_tool_that_polls_the_signal_is_interrupted(
     runtime = store_runtime
     gate = Gate()
     run = start(runtime, charter_for(tmp_path, timeout=timeout), gate)
-    killer = Killer(gate, other_process_kill(runtime))
+    killer = Killer(gate, other_process_kill(runtime, REASON))
     killer.start()
 
     with pytest.raises(KillSignal) as raised:
@@ -337,7 +290,7 @@ def test_a_sync_tool_that_ignores_the_signal_finishes_and_is_recorded_as_execute
         assert gate.contexts[0].cancellation.wait(NO_HANG), "the kill never reached the call"
         gate.release.set()
 
-    killer = Killer(gate, other_process_kill(runtime), once_the_call_is_told)
+    killer = Killer(gate, other_process_kill(runtime, REASON), once_the_call_is_told)
     killer.start()
 
     result = bounded(run, "pay_ignoring", {"amount": 5})
@@ -379,24 +332,30 @@ def test_an_outer_cancellation_is_not_taken_for_a_kill(
     assert "kill switch" not in record.entry.detail
 
 
-def test_an_outer_cancellation_at_the_same_time_as_a_kill_still_propagates(
-    memory_runtime: Runtime, tmp_path: Path
-) -> None:
+def cancelled_with_a_kill(runtime: Runtime, tmp_path: Path) -> tuple[Gate, Run]:
+    """An async call that a kill and its host cancel together: the host's cancellation
+    still propagates (``runtime`` is on in-memory kill switches)."""
     gate = Gate()
-    run = start(memory_runtime, charter_for(tmp_path, timeout=False), gate)
-    switches = memory_runtime.kill_switches
-    assert isinstance(switches, KillSwitches)
+    run = start(runtime, charter_for(tmp_path, timeout=False), gate)
+    pull = memory_kill(runtime, REASON)
 
     async def scenario() -> None:
         task = asyncio.create_task(run.call_tool("pay_async", {"amount": 5}))
         await asyncio.to_thread(gate.started.wait, NO_HANG)
-        switches.kill(SCOPE, "card fraud ring")
+        pull()
         KILL_WATCH.poll()  # the kill's cancellation is queued for the call's task...
         task.cancel()  # ...and the host cancels the whole run in the same breath
         await task
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(asyncio.wait_for(scenario(), NO_HANG))
+    return gate, run
+
+
+def test_an_outer_cancellation_at_the_same_time_as_a_kill_still_propagates(
+    memory_runtime: Runtime, tmp_path: Path
+) -> None:
+    gate, _ = cancelled_with_a_kill(memory_runtime, tmp_path)
     assert gate.cancelled.is_set()
     # Recorded as the host's cancellation, the kill that landed with it noted.
     [record] = tool_records(memory_runtime)
@@ -415,7 +374,7 @@ def test_a_killed_run_compensates_and_the_kill_does_not_interrupt_the_undo(
         reply("paying", tool_call("pay_async", amount=5)),
         reply("never reached"),
     ])  # fmt: skip
-    killer = Killer(gate, memory_kill(memory_runtime))
+    killer = Killer(gate, memory_kill(memory_runtime, REASON))
 
     def poll_during_the_undo() -> None:
         assert undo.started.wait(NO_HANG), "the write was never compensated"
@@ -461,7 +420,7 @@ def test_a_replay_of_an_interrupted_run_does_not_call_the_tool_again(
     model = [reply("paying", tool_call("pay_async", amount=5)), reply("never reached")]
     recording = RecordingSteps()
     run = start(memory_runtime, charter, gate)
-    killer = Killer(gate, memory_kill(memory_runtime))
+    killer = Killer(gate, memory_kill(memory_runtime, REASON))
     killer.start()
     first = asyncio.run(
         asyncio.wait_for(

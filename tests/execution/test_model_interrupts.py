@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,26 +21,26 @@ from opentelemetry.trace import StatusCode
 
 from charter.contract.loader import Charter
 from charter.contract.tool import tool
-from charter.core.clock import SystemClock
 from charter.core.events import Event, ModelCalled, RunFinished
-from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
-from charter.execution.approvals import InMemoryGrants
-from charter.execution.kill_store import KillSwitchStore
 from charter.execution.kill_switch import KillSwitches
 from charter.execution.kill_watch import KILL_WATCH
 from charter.execution.model import Message, ModelResponse
 from charter.execution.run import Run
 from charter.identity.principal import Principal
-from charter.identity.secrets import EnvSecretProvider
 from charter.policy.pricing import ModelPrice
 from charter.runtime import Runtime
-from charter.storage import Database, upgrade
-from charter.testing import FakeClock, ScriptedModel, reply, tool_call
-from tests.execution.harness import make_traced, write_charter
+from charter.testing import ScriptedModel, reply, tool_call
+from tests.execution.harness import (
+    SCOPE,
+    make_traced,
+    memory_kill,
+    other_process_kill,
+    write_charter,
+)
 from tests.execution.test_steps import RecordingSteps, ReplayingSteps
 
-SCOPE = "charter:test-agent"
+REASON = "runaway prompt"
 NO_HANG = 20.0
 MAX_OUTPUT = 64  # write_charter's max_output_tokens
 PRICE = ModelPrice("openai", "gpt-4o-mini", Decimal("0.000001"), Decimal("0.000004"))
@@ -103,33 +103,6 @@ def start(runtime: Runtime, tmp_path: Path, budgets: str = "") -> Run:
     return runtime.start_run(charter(tmp_path, budgets), Principal("alice", "acme"))
 
 
-@pytest.fixture
-def memory_runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
-
-
-@pytest.fixture
-def store_runtime(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime on the durable kill switches (the default), SQLite file or Postgres."""
-    database = Database(db_url)
-    try:
-        upgrade(database)
-    finally:
-        database.dispose()
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets",
-                        database_url=db_url)  # fmt: skip
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
-
-
 def kill_once_started(model: Hangs, pull: Any) -> threading.Thread:
     def go() -> None:
         if model.started.wait(NO_HANG):
@@ -140,28 +113,22 @@ def kill_once_started(model: Hangs, pull: Any) -> threading.Thread:
     return thread
 
 
-def memory_kill(runtime: Runtime) -> Any:
-    switches = runtime.kill_switches
-    assert isinstance(switches, KillSwitches)
-    return lambda: switches.kill(SCOPE, "runaway prompt")
-
-
-def other_process_kill(runtime: Runtime) -> Any:
-    def pull() -> None:
-        database = Database(runtime.settings.database)
-        try:
-            with KillSwitchStore(database, SystemClock()) as store:
-                store.kill(SCOPE, "runaway prompt", by="oncall")
-        finally:
-            database.dispose()
-
-    return pull
-
-
 def drive(run: Run, model: Any, *, steps: Any = None) -> RunResult:
     return asyncio.run(
         asyncio.wait_for(run_agent(run, model, "hello", price=PRICE, steps=steps), NO_HANG)
     )
+
+
+def killed_in_flight(
+    runtime: Runtime, tmp_path: Path, pull: Any, *, steps: Any = None
+) -> tuple[Run, Hangs, RunResult]:
+    """A run whose model call hangs until ``pull`` (a kill) is pulled, once the call started."""
+    run = start(runtime, tmp_path)
+    model = Hangs()
+    killer = kill_once_started(model, pull)
+    result = drive(run, model, steps=steps)
+    killer.join(NO_HANG)
+    return run, model, result
 
 
 def worst_case(model_call: ModelCalled) -> tuple[int, Decimal]:
@@ -177,10 +144,10 @@ def assert_killed_and_charged(
     assert result.outcome == "killed"
     assert result.decision is not None
     assert result.decision.rule_id == f"kill-switch:{SCOPE}"
-    assert "runaway prompt" in result.reason
+    assert REASON in result.reason
     [called] = events.model_calls()
     assert f"the kill switch ({SCOPE}) stopped the model call" in called.error
-    assert "runaway prompt" in called.error
+    assert REASON in called.error
     tokens, usd = worst_case(called)
     assert called.cost_usd == str(usd)
     assert (result.total_tokens, result.cost_usd) == (tokens, usd)
@@ -196,12 +163,9 @@ def test_a_kill_in_this_process_stops_a_model_call_in_flight(
     memory_runtime: Runtime, tmp_path: Path
 ) -> None:
     events = Events(memory_runtime)
-    run = start(memory_runtime, tmp_path)
-    model = Hangs()
-    killer = kill_once_started(model, memory_kill(memory_runtime))
+    pull = memory_kill(memory_runtime, REASON)
 
-    result = drive(run, model)
-    killer.join(NO_HANG)
+    run, model, result = killed_in_flight(memory_runtime, tmp_path, pull)
 
     assert model.cancelled.is_set()  # the provider call was cancelled, not left running
     assert model.calls == 1
@@ -212,12 +176,9 @@ def test_a_kill_from_another_process_stops_a_model_call_in_flight(
     store_runtime: Runtime, tmp_path: Path
 ) -> None:
     events = Events(store_runtime)
-    run = start(store_runtime, tmp_path)
-    model = Hangs()
-    killer = kill_once_started(model, other_process_kill(store_runtime))
+    pull = other_process_kill(store_runtime, REASON)
 
-    result = drive(run, model)
-    killer.join(NO_HANG)
+    run, model, result = killed_in_flight(store_runtime, tmp_path, pull)
 
     assert model.cancelled.is_set()
     assert_killed_and_charged(store_runtime, run, result, events)
@@ -323,12 +284,9 @@ def test_a_models_own_timeout_error_is_a_failed_call_not_the_runs_time(
 def test_a_replay_of_a_killed_model_turn_does_not_call_the_model_again(
     memory_runtime: Runtime, tmp_path: Path
 ) -> None:
-    run = start(memory_runtime, tmp_path)
-    model = Hangs()
-    killer = kill_once_started(model, memory_kill(memory_runtime))
     recording = RecordingSteps()
-    first = drive(run, model, steps=recording)
-    killer.join(NO_HANG)
+    pull = memory_kill(memory_runtime, REASON)
+    run, model, first = killed_in_flight(memory_runtime, tmp_path, pull, steps=recording)
 
     again = memory_runtime.start_run(run.charter, Principal("alice", "acme"), run_id=run.id)
     second = drive(again, model, steps=ReplayingSteps(list(recording.records)))
@@ -341,11 +299,7 @@ def test_a_replay_of_a_killed_model_turn_does_not_call_the_model_again(
 def test_the_chat_span_of_a_killed_model_call_is_an_error_saying_why(tmp_path: Path) -> None:
     traced = make_traced(tmp_path)
     with traced.runtime as runtime:
-        run = start(runtime, tmp_path)
-        model = Hangs()
-        killer = kill_once_started(model, memory_kill(runtime))
-        result = drive(run, model)
-        killer.join(NO_HANG)
+        _, _, result = killed_in_flight(runtime, tmp_path, memory_kill(runtime, REASON))
         spans = traced.spans()
 
     assert result.outcome == "killed"
