@@ -8,7 +8,6 @@ run's reported tool fees equal its whole cost, and that its model cost is zero.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -19,16 +18,12 @@ import pytest
 from charter.contract.loader import Charter
 from charter.contract.tool import ToolContext, tool
 from charter.core.decision import Decision, Stage, Verdict
-from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
-from charter.execution.approvals import InMemoryGrants
 from charter.execution.call import ToolResult
-from charter.execution.kill_switch import KillSwitches
 from charter.identity.principal import Principal
-from charter.identity.secrets import EnvSecretProvider
 from charter.runtime import Runtime
-from charter.testing import FakeClock, ScriptedModel, reply, tool_call
-from tests.execution.harness import write_charter
+from charter.testing import ScriptedModel, reply, tool_call
+from tests.execution.harness import runtime_fixture, write_charter
 
 FEE = Decimal("0.05")
 NO_HANG = 20.0
@@ -125,37 +120,34 @@ def ok(x: int) -> str:
 TOOLS = [fails, hangs, keyed, needs_desk, send, write, unwrite, ok]
 
 
+FEE_CHARTER = """\
+tools:
+  fails: {effect: read, fee_usd: 0.05}
+  hangs: {effect: read, fee_usd: 0.05, timeout_seconds: 0.05}
+  keyed: {effect: read, fee_usd: 0.05, credential: nowhere_key}
+  needs_desk: {effect: read, fee_usd: 0.05}
+  send: {effect: irreversible, defer: until_run_succeeds, fee_usd: 0.05}
+  write: {effect: write, compensate: unwrite, fee_usd: 0.05}
+  unwrite: {effect: write, fee_usd: 0.05}
+  ok: {effect: read, fee_usd: 0.05}
+policies:
+  on_deny: continue
+  deny:
+    - {action: ok, when: "args.x == 13"}
+"""
+
+
+def fee_charter(tmp_path: Path, more_policies: str = "") -> Charter:
+    """Every tool of this file at a fee of 0.05; ``more_policies``: more lines of ``policies``."""
+    return write_charter(tmp_path, FEE_CHARTER + more_policies, tools=TOOLS)
+
+
 @pytest.fixture
 def charter(tmp_path: Path) -> Charter:
-    return write_charter(
-        tmp_path,
-        """\
-        tools:
-          fails: {effect: read, fee_usd: 0.05}
-          hangs: {effect: read, fee_usd: 0.05, timeout_seconds: 0.05}
-          keyed: {effect: read, fee_usd: 0.05, credential: nowhere_key}
-          needs_desk: {effect: read, fee_usd: 0.05}
-          send: {effect: irreversible, defer: until_run_succeeds, fee_usd: 0.05}
-          write: {effect: write, compensate: unwrite, fee_usd: 0.05}
-          unwrite: {effect: write, fee_usd: 0.05}
-          ok: {effect: read, fee_usd: 0.05}
-        policies:
-          on_deny: continue
-          deny:
-            - {action: ok, when: "args.x == 13"}
-        """,
-        tools=TOOLS,
-    )
+    return fee_charter(tmp_path)
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    settings = Settings(home=tmp_path / "home", secrets_dir=tmp_path / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
+runtime = runtime_fixture()
 
 
 def drive(runtime: Runtime, charter: Charter, *turns: Any, desk: Desk | None = None) -> RunResult:

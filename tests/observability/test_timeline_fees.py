@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,50 +23,30 @@ from typer.testing import CliRunner
 
 from charter.cli import runs
 from charter.contract.loader import Charter
-from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
-from charter.execution.approvals import ApprovalRequest, InMemoryGrants
-from charter.execution.kill_switch import KillSwitches
 from charter.execution.run import Run
-from charter.execution.steps import ApprovalOutcome, Work
 from charter.identity.principal import Principal
-from charter.identity.secrets import EnvSecretProvider
 from charter.observability.audit import AuditLog
 from charter.observability.timeline import Timeline, TimelineReader, ToolCallStep
 from charter.observability.timeline_model import usage_so_far
 from charter.runtime import Runtime
 from charter.storage import Database, upgrade
 from charter.testing import FakeClock, ScriptedModel, reply, tool_call
-from tests.execution.harness import write_charter
-from tests.execution.test_tool_fees import FEE, NO_HANG, TOOLS, Desk
+from tests.execution.harness import runtime_fixture
+from tests.execution.test_tool_fees import FEE, NO_HANG, Desk, fee_charter
 from tests.observability.test_audit import make_entry
 from tests.observability.test_cost import add_run
+from tests.parking import Parked, StopAtApproval
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def charter(tmp_path: Path) -> Charter:
-    return write_charter(
+    return fee_charter(
         tmp_path,
-        """\
-        tools:
-          fails: {effect: read, fee_usd: 0.05}
-          hangs: {effect: read, fee_usd: 0.05, timeout_seconds: 0.05}
-          keyed: {effect: read, fee_usd: 0.05, credential: nowhere_key}
-          needs_desk: {effect: read, fee_usd: 0.05}
-          send: {effect: irreversible, defer: until_run_succeeds, fee_usd: 0.05}
-          write: {effect: write, compensate: unwrite, fee_usd: 0.05}
-          unwrite: {effect: write, fee_usd: 0.05}
-          ok: {effect: read, fee_usd: 0.05}
-        policies:
-          on_deny: continue
-          deny:
-            - {action: ok, when: "args.x == 13"}
-          require_approval_for:
-            - {action: ok, when: "args.x == 7", reason: "seven needs a human"}
-        """,
-        tools=TOOLS,
+        "  require_approval_for:\n"
+        '    - {action: ok, when: "args.x == 7", reason: "seven needs a human"}\n',
     )
 
 
@@ -76,14 +55,7 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture
-def runtime(home: Path) -> Iterator[Runtime]:
-    settings = Settings(home=home, secrets_dir=home / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(T0), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
+runtime = runtime_fixture(start=T0)  # its home is ``home``
 
 
 def start(runtime: Runtime, charter: Charter) -> Run:
@@ -164,22 +136,6 @@ def test_a_started_call_and_a_deferred_one_cost_what_they_were_charged_in_everyt
     assert runtime.runs.get(result.run_id).tool_fees_usd == 5 * FEE
 
 
-class _Parked(Exception):
-    """The process stops while its run waits for a decision (as a durable worker may)."""
-
-
-class StopAtApproval:
-    """Files the approval request, then the process goes away: the run never ends here."""
-
-    can_wait = True
-
-    async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
-        return await work()
-
-    async def await_approval(self, run: Run, request: ApprovalRequest) -> ApprovalOutcome | None:
-        raise _Parked(request.id)
-
-
 def test_a_parked_run_shows_the_fees_its_ledger_charged_so_far(
     runtime: Runtime, charter: Charter, home: Path
 ) -> None:
@@ -190,7 +146,7 @@ def test_a_parked_run_shows_the_fees_its_ledger_charged_so_far(
         reply("", tool_call("ok", x=13)),  # denied: nothing
         reply("", tool_call("ok", x=7)),  # waits for a human: nothing yet
     ])  # fmt: skip
-    with pytest.raises(_Parked):
+    with pytest.raises(Parked):
         asyncio.run(run_agent(run, model, "go", price=None, steps=StopAtApproval()))
     charged = sum((r.fee_usd or Decimal(0) for r in run.results), Decimal(0))
     assert charged == 2 * FEE

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,16 +23,13 @@ from typer.testing import CliRunner
 from charter import Charter, Principal, Runtime
 from charter.cli import runs
 from charter.core.canonical import sha256_hex
-from charter.core.settings import Settings
 from charter.execution.agent import RunResult, run_agent
-from charter.execution.approvals import InMemoryGrants
-from charter.execution.kill_switch import KillSwitches
-from charter.identity.secrets import EnvSecretProvider
 from charter.observability.audit import AuditEntry, AuditLog
 from charter.observability.audit_reader import call_step
 from charter.observability.timeline import Timeline, TimelineReader, ToolCallStep
 from charter.storage import Database
 from charter.testing import FakeClock, ScriptedModel, reply, tool_call
+from tests.execution.harness import runtime_fixture
 from tests.execution.test_effect_records import (
     CHARTER,
     Desk,
@@ -60,14 +56,7 @@ def charter(tmp_path: Path) -> Charter:
     )
 
 
-@pytest.fixture
-def runtime(home: Path) -> Iterator[Runtime]:
-    settings = Settings(home=home, secrets_dir=home / "secrets")
-    with Runtime(
-        settings, clock=FakeClock(T0), secret_providers=[EnvSecretProvider({})],
-        kill_switches=KillSwitches(), approvals=InMemoryGrants(),
-    ) as runtime:  # fmt: skip
-        yield runtime
+runtime = runtime_fixture(start=T0)  # its home is ``home``
 
 
 def drive(runtime: Runtime, charter: Charter, *turns: Any) -> RunResult:

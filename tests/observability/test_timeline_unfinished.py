@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
@@ -27,33 +26,15 @@ from charter.cli import runs
 from charter.contract.loader import Charter
 from charter.core.settings import Settings
 from charter.execution.agent import run_agent
-from charter.execution.approvals import ApprovalRequest
-from charter.execution.run import Run
-from charter.execution.steps import ApprovalOutcome, Work
 from charter.identity.principal import Principal
 from charter.identity.secrets import EnvSecretProvider
 from charter.observability.timeline import ModelCallStep, Timeline, TimelineReader, ToolCallStep
 from charter.runtime import Runtime
 from charter.storage import Database
 from charter.testing.clock import FakeClock
+from tests.parking import Parked, StopAtApproval
 
 SECRETS = {"CHARTER_SECRET_PAYMENTS_REFUND": "sk_test_unfinished"}
-
-
-class _Parked(Exception):
-    """The process stops while its run waits for a decision (as a durable worker may)."""
-
-
-class StopAtApproval:
-    """Files the approval request, then the process goes away: the run never ends here."""
-
-    can_wait = True
-
-    async def step(self, run: Run, name: str, work: Work) -> dict[str, Any]:
-        return await work()
-
-    async def await_approval(self, run: Run, request: ApprovalRequest) -> ApprovalOutcome | None:
-        raise _Parked(request.id)
 
 
 @pytest.fixture
@@ -67,7 +48,7 @@ def parked(tmp_path: Path) -> Iterator[tuple[Path, str]]:
                                 environment="prod", resources=(SupportDesk.default(),),
                                 model_name="scripted:gullible-support-agent")  # fmt: skip
         price = runtime.price_for(charter)
-        with pytest.raises(_Parked):
+        with pytest.raises(Parked):
             asyncio.run(run_agent(run, GullibleSupportModel(), "Please handle ticket T-1002.",
                                   price=price, steps=StopAtApproval()))  # fmt: skip
         assert runtime.flush_traces()
