@@ -46,6 +46,9 @@ from charter.core.errors import PatternInvalid
 __all__ = ["MAX_PATTERN", "MAX_TEXT", "UserPattern", "compile_pattern"]
 
 MAX_PATTERN: Final = 1_000
+_ANCHOR_BOTH: Final = re2._Anchor.ANCHOR_BOTH
+_UNANCHORED: Final = re2._Anchor.UNANCHORED
+_NO_MATCH: Final = re2._NULL_SPAN
 MAX_TEXT: Final = 1_000_000
 
 _SETS: Final = {"d": r"\d", "w": r"\w", "s": r"\s"}
@@ -78,12 +81,16 @@ class UserPattern:
         if len(text) > MAX_TEXT:
             return False
         try:
-            text.encode("utf-8")
+            encoded = text.encode("utf-8")
         except UnicodeEncodeError:
             return False
-        if self.full:
-            return self._compiled.fullmatch(text) is not None
-        return self._compiled.search(text) is not None
+        # RE2's own Match on the bytes, not the wrapper's fullmatch/search: those build a
+        # match object and map byte offsets back to characters, 6.8 µs against 0.9 µs for
+        # a short value, on every call of a tool with a pattern constraint. Only "does it
+        # match" is asked here. (The binding's Match is what the wrapper itself calls.)
+        anchor = _ANCHOR_BOTH if self.full else _UNANCHORED
+        spans = self._compiled._regexp.Match(anchor, encoded, 0, len(encoded))
+        return bool(spans[0] != _NO_MATCH)
 
 
 def compile_pattern(source: str, *, full: bool) -> UserPattern:
