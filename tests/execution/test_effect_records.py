@@ -19,6 +19,7 @@ from charter.execution.steps import ApprovalOutcome, Work
 from charter.observability.audit import AuditEntry
 from charter.observability.audit_reader import call_phase
 from charter.testing import ScriptedModel, reply, tool_call
+from tests.execution.test_effects import effects_charter, effects_text, forbidden
 from tests.execution.test_steps import RecordingSteps
 
 
@@ -60,38 +61,34 @@ def send_email(to: str, *, ctx: ToolContext) -> str:
     return "sent"
 
 
-@tool
-def forbidden(reason: str, *, ctx: ToolContext) -> str:
-    """Something policy denies.
+CHARTER = effects_text(
+    "  undo_row: {effect: write}\n  send_email: {effect: irreversible, defer: until_run_succeeds}\n"
+)
+# The scripted model's default id is call_<tool>: the same id on both turns, as a real model
+# may reuse one.
+TWO_SENDS = (
+    reply("", tool_call("send_email", to="a@example.com")),
+    reply("", tool_call("send_email", to="b@example.com")),
+    reply("done"),
+)
+# Two writes and two sends all under one id, then a call policy denies: the sends are
+# discarded and the writes compensated.
+ONE_ID_THEN_DENIED = (
+    reply("", tool_call("write_row", "same", row_id="r1")),
+    reply("", tool_call("send_email", "same", to="a@example.com")),
+    reply("", tool_call("write_row", "same", row_id="r2")),
+    reply("", tool_call("send_email", "same", to="b@example.com")),
+    reply("", tool_call("forbidden", "same", reason="x")),
+)
 
-    Args:
-        reason: why.
-    """
-    return "never"
 
-
-CHARTER = """\
-charter: effects
-model: {provider: openai, name: gpt-4o-mini}
-prompt: prompt.md
-tools:
-  write_row: {effect: write, compensate: undo_row}
-  undo_row: {effect: write}
-  send_email: {effect: irreversible, defer: until_run_succeeds}
-  forbidden: {effect: irreversible}
-policies:
-  deny:
-    - {action: forbidden, any: true}
-"""
+def records_charter(tmp_path: Path) -> Charter:
+    return effects_charter(tmp_path, CHARTER, [write_row, undo_row, send_email, forbidden])
 
 
 @pytest.fixture
 def charter(tmp_path: Path) -> Charter:
-    (tmp_path / "prompt.md").write_text("You write rows.", encoding="utf-8")
-    (tmp_path / "charter.yaml").write_text(CHARTER, encoding="utf-8")
-    return Charter.load(
-        tmp_path / "charter.yaml", tools=[write_row, undo_row, send_email, forbidden]
-    )
+    return records_charter(tmp_path)
 
 
 def start(runtime: Runtime, charter: Charter, desk: Desk) -> Run:
@@ -115,14 +112,7 @@ def test_two_sends_with_the_models_default_ids_are_both_recorded(
 ) -> None:
     desk = Desk()
     run = start(runtime, charter, desk)
-    # The scripted model's default id is call_<tool>: the same id on both turns, as a real
-    # model may reuse one.
-    result = drive(
-        run,
-        reply("", tool_call("send_email", to="a@example.com")),
-        reply("", tool_call("send_email", to="b@example.com")),
-        reply("done"),
-    )
+    result = drive(run, *TWO_SENDS)
 
     assert result.outcome == "succeeded"
     assert desk.events == [
@@ -149,14 +139,7 @@ def test_two_discards_and_two_compensations_with_one_model_id_are_all_recorded(
 ) -> None:
     desk = Desk()
     run = start(runtime, charter, desk)
-    result = drive(
-        run,
-        reply("", tool_call("write_row", "same", row_id="r1")),
-        reply("", tool_call("send_email", "same", to="a@example.com")),
-        reply("", tool_call("write_row", "same", row_id="r2")),
-        reply("", tool_call("send_email", "same", to="b@example.com")),
-        reply("", tool_call("forbidden", "same", reason="x")),
-    )
+    result = drive(run, *ONE_ID_THEN_DENIED)
 
     assert result.outcome == "denied"
     assert desk.events == ["write r1", "write r2", "undo r2", "undo r1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from charter_examples.support_desk.desk import SupportDesk
 
 from charter import Charter, Principal, Runtime, ToolContext, tool
 from charter.contract.loader import check_charter
+from charter.contract.tool import ToolSpec
 from charter.testing import ScriptedModel, reply, tool_call
 
 from .harness import example_charter
@@ -72,26 +74,41 @@ def forbidden(reason: str, *, ctx: ToolContext) -> str:
 
 
 TOOLS = [write_row, undo_row, notify, forbidden]
-CHARTER = """\
-charter: effects
-model: {provider: openai, name: gpt-4o-mini}
-prompt: prompt.md
-tools:
-  write_row: {effect: write, compensate: undo_row}
-  undo_row: {effect: write}
-  notify: {effect: irreversible, defer: until_run_succeeds}
-  forbidden: {effect: irreversible}
-policies:
-  deny:
-    - {action: forbidden, any: true}
-"""
+
+
+def effects_text(tools: str) -> str:
+    """The ``effects`` charter: ``write_row``, compensated by ``undo_row``, then the lines
+    ``tools`` (``undo_row``'s own among them), then ``forbidden``, which policy always denies.
+    """
+    return (
+        "charter: effects\n"
+        "model: {provider: openai, name: gpt-4o-mini}\n"
+        "prompt: prompt.md\n"
+        "tools:\n"
+        "  write_row: {effect: write, compensate: undo_row}\n"
+        f"{tools}"
+        "  forbidden: {effect: irreversible}\n"
+        "policies:\n"
+        "  deny:\n"
+        "    - {action: forbidden, any: true}\n"
+    )
+
+
+def effects_charter(tmp_path: Path, text: str, tools: Sequence[ToolSpec]) -> Charter:
+    """The charter ``text`` and its prompt, written into ``tmp_path``, loaded with ``tools``."""
+    (tmp_path / "prompt.md").write_text("You write rows.", encoding="utf-8")
+    (tmp_path / "charter.yaml").write_text(text, encoding="utf-8")
+    return Charter.load(tmp_path / "charter.yaml", tools=tools)
+
+
+CHARTER = effects_text(
+    "  undo_row: {effect: write}\n  notify: {effect: irreversible, defer: until_run_succeeds}\n"
+)
 
 
 @pytest.fixture
 def charter(tmp_path: Path) -> Charter:
-    (tmp_path / "prompt.md").write_text("You write rows.", encoding="utf-8")
-    (tmp_path / "charter.yaml").write_text(CHARTER, encoding="utf-8")
-    return Charter.load(tmp_path / "charter.yaml", tools=TOOLS)
+    return effects_charter(tmp_path, CHARTER, TOOLS)
 
 
 def run(runtime: Runtime, charter: Charter, ledger: Ledger, *steps: Any) -> Any:

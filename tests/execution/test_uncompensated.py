@@ -15,6 +15,7 @@ from charter import Charter, Principal, ToolContext, tool
 from charter.execution.agent import RunResult
 from charter.testing import ScriptedModel, reply, tool_call
 from tests.execution.harness import make_runtime
+from tests.execution.test_effects import effects_charter, effects_text, forbidden
 
 UNDONE: list[str] = []
 
@@ -42,34 +43,12 @@ def undo_row(row_id: str, *, ctx: ToolContext) -> str:
     return "ok"
 
 
-@tool
-def forbidden(reason: str, *, ctx: ToolContext) -> str:
-    """Something policy denies.
-
-    Args:
-        reason: why.
-    """
-    return "never"
-
-
-CHARTER = """\
-charter: effects
-model: {provider: openai, name: gpt-4o-mini}
-prompt: prompt.md
-tools:
-  write_row: {effect: write, compensate: undo_row}
-  undo_row: {effect: write, credential: CREDENTIAL}
-  forbidden: {effect: irreversible}
-policies:
-  deny:
-    - {action: forbidden, any: true}
-"""
+CHARTER = effects_text("  undo_row: {effect: write, credential: CREDENTIAL}\n")
 
 
 def charter(tmp_path: Path, credential: str) -> Charter:
-    (tmp_path / "prompt.md").write_text("You write rows.", encoding="utf-8")
-    (tmp_path / "charter.yaml").write_text(CHARTER.replace("CREDENTIAL", credential), "utf-8")
-    return Charter.load(tmp_path / "charter.yaml", tools=[write_row, undo_row, forbidden])
+    text = CHARTER.replace("CREDENTIAL", credential)
+    return effects_charter(tmp_path, text, [write_row, undo_row, forbidden])
 
 
 def drive(tmp_path: Path, credential: str, *rows: str) -> RunResult:

@@ -28,15 +28,13 @@ from charter.observability.audit import AuditEntry, AuditLog
 from charter.observability.audit_reader import call_step
 from charter.observability.timeline import Timeline, TimelineReader, ToolCallStep
 from charter.storage import Database
-from charter.testing import FakeClock, ScriptedModel, reply, tool_call
+from charter.testing import FakeClock, ScriptedModel
 from tests.execution.harness import runtime_fixture
 from tests.execution.test_effect_records import (
-    CHARTER,
+    ONE_ID_THEN_DENIED,
+    TWO_SENDS,
     Desk,
-    forbidden,
-    send_email,
-    undo_row,
-    write_row,
+    records_charter,
 )
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -49,11 +47,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def charter(tmp_path: Path) -> Charter:
-    (tmp_path / "prompt.md").write_text("You write rows.", encoding="utf-8")
-    (tmp_path / "charter.yaml").write_text(CHARTER, encoding="utf-8")
-    return Charter.load(
-        tmp_path / "charter.yaml", tools=[write_row, undo_row, send_email, forbidden]
-    )
+    return records_charter(tmp_path)
 
 
 runtime = runtime_fixture(start=T0)  # its home is ``home``
@@ -87,13 +81,7 @@ def shown(home: Path, run_id: str, *args: str, code: int | None = None) -> str:
 def test_two_sends_with_one_model_id_each_pair_with_their_own_deferred_call(
     runtime: Runtime, charter: Charter, home: Path
 ) -> None:
-    result = drive(
-        runtime,
-        charter,
-        reply("", tool_call("send_email", to="a@example.com")),
-        reply("", tool_call("send_email", to="b@example.com")),
-        reply("done"),
-    )
+    result = drive(runtime, charter, *TWO_SENDS)
     assert result.outcome == "succeeded"
     assert {c.call_id for c in result.tool_calls} == {"call_send_email"}  # one id for all
 
@@ -146,15 +134,7 @@ def test_two_sends_with_one_model_id_each_pair_with_their_own_deferred_call(
 def test_discards_and_compensations_with_one_model_id_pair_by_step(
     runtime: Runtime, charter: Charter, home: Path
 ) -> None:
-    result = drive(
-        runtime,
-        charter,
-        reply("", tool_call("write_row", "same", row_id="r1")),
-        reply("", tool_call("send_email", "same", to="a@example.com")),
-        reply("", tool_call("write_row", "same", row_id="r2")),
-        reply("", tool_call("send_email", "same", to="b@example.com")),
-        reply("", tool_call("forbidden", "same", reason="x")),
-    )
+    result = drive(runtime, charter, *ONE_ID_THEN_DENIED)
     assert result.outcome == "denied"
 
     t = timeline(runtime, result.run_id)
