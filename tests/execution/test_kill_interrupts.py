@@ -52,6 +52,15 @@ class Gate:
     calls: int = 0
 
 
+def entered(ctx: ToolContext) -> Gate:
+    """The call's gate, told that one more call started (with ``ctx``)."""
+    gate = ctx.resource(Gate)
+    gate.calls += 1
+    gate.contexts.append(ctx)
+    gate.started.set()
+    return gate
+
+
 @tool
 async def pay_async(amount: int, *, ctx: ToolContext) -> str:
     """Pay, waiting on a provider that never answers until the call is cancelled.
@@ -59,10 +68,7 @@ async def pay_async(amount: int, *, ctx: ToolContext) -> str:
     Args:
         amount: how much.
     """
-    gate = ctx.resource(Gate)
-    gate.calls += 1
-    gate.contexts.append(ctx)
-    gate.started.set()
+    gate = entered(ctx)
     try:
         await asyncio.Event().wait()  # no one sets it: only a cancellation ends the wait
     except asyncio.CancelledError:
@@ -79,10 +85,7 @@ def pay_polling(amount: int, *, ctx: ToolContext) -> str:
     Args:
         amount: how much.
     """
-    gate = ctx.resource(Gate)
-    gate.calls += 1
-    gate.contexts.append(ctx)
-    gate.started.set()
+    gate = entered(ctx)
     for _ in range(int(NO_HANG / 0.01)):
         ctx.raise_if_cancelled()
         if gate.release.wait(0.01):  # one piece of the job
@@ -98,10 +101,7 @@ def pay_ignoring(amount: int, *, ctx: ToolContext) -> str:
     Args:
         amount: how much.
     """
-    gate = ctx.resource(Gate)
-    gate.calls += 1
-    gate.contexts.append(ctx)
-    gate.started.set()
+    gate = entered(ctx)
     gate.release.wait(NO_HANG)
     gate.paid.append(amount)
     return "paid"
