@@ -27,6 +27,20 @@ def spec(ticket: str, user: str = "alice", tenant: str = "acme",
     )  # fmt: skip
 
 
+def written_spec(folder: Path, charter_text: str, *, prompt: str, task: str) -> RunSpec:
+    """A run of alice at acme (no roles, in prod) asking ``task`` of the charter
+    ``charter_text``, written with its ``prompt`` into the new folder ``folder``."""
+    folder.mkdir()
+    (folder / "prompt.md").write_text(prompt, encoding="utf-8")
+    path = folder / "charter.yaml"
+    path.write_text(charter_text, encoding="utf-8")
+    charter = Charter.load(path)
+    return RunSpec(
+        charter_path=str(path), charter_sha256=charter.content_sha256, user="alice",
+        tenant="acme", roles=(), environment="prod", input=task,
+    )  # fmt: skip
+
+
 def charter_with(tmp_path: Path, extra_yaml: str) -> Path:
     """A copy of the support desk's charter with ``extra_yaml`` appended."""
     folder = tmp_path / "charter"

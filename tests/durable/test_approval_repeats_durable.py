@@ -15,12 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from charter import Charter, Runtime, Settings
+from charter import Runtime, Settings
 from charter.durable import DurableEngine, RunSpec, notify_decision
 from charter.execution.approval_store import ApprovalRecord
 from charter.storage.tables import approval_links
 from tests.durable import repeat_toolkit
-from tests.durable.support import wait_for
+from tests.durable.support import wait_for, written_spec
 
 NO_HANG = 60.0  # seconds: only stops a hang
 
@@ -39,15 +39,9 @@ policies:
 
 
 def _spec(tmp_path: Path) -> RunSpec:
-    folder = tmp_path / "charter"
-    folder.mkdir()
-    (folder / "prompt.md").write_text("Refund what is asked.\n", encoding="utf-8")
-    path = folder / "charter.yaml"
-    path.write_text(CHARTER, encoding="utf-8")
-    charter = Charter.load(path)
-    return RunSpec(
-        charter_path=str(path), charter_sha256=charter.content_sha256, user="alice",
-        tenant="acme", roles=(), environment="prod", input="Refund T-1001, $350.",
+    return written_spec(
+        tmp_path / "charter", CHARTER, prompt="Refund what is asked.\n",
+        task="Refund T-1001, $350.",
     )  # fmt: skip
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from dbos import DBOS
 
-from charter import Charter
 from charter.core.clock import SystemClock
 from charter.durable import DurableEngine, RunSpec
 from charter.execution.kill_store import KillSwitchStore
 from charter.storage import Database
 from tests.durable import kill_toolkit
+from tests.durable.support import written_spec
 
 NO_HANG = 30.0  # seconds; the kill reaches the call in ~50 ms, this only stops a hang
 
@@ -31,16 +31,9 @@ tools:
 
 
 def _spec(tmp_path: Path) -> RunSpec:
-    folder = tmp_path / "charter"
-    folder.mkdir()
-    (folder / "prompt.md").write_text("Note, then pay.\n", encoding="utf-8")
-    path = folder / "charter.yaml"
-    path.write_text(CHARTER, encoding="utf-8")
-    charter = Charter.load(path)
-    return RunSpec(
-        charter_path=str(path), charter_sha256=charter.content_sha256, user="alice",
-        tenant="acme", roles=(), environment="prod", input="Note it, then pay.",
-    )  # fmt: skip
+    return written_spec(
+        tmp_path / "charter", CHARTER, prompt="Note, then pay.\n", task="Note it, then pay."
+    )
 
 
 def test_a_kill_interrupts_the_running_tool_of_a_durable_run(

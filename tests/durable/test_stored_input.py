@@ -20,9 +20,9 @@ from dbos import DBOS
 from sqlalchemy.engine import make_url
 
 from charter import Charter, Settings
-from charter.durable import DurableEngine, RunSpec, RunStatus, enqueue_run, run_status
+from charter.durable import DurableEngine, RunStatus, enqueue_run, run_status
 from charter.identity.secrets import REDACTED
-from tests.durable.support import SECRET, spec, wait_for
+from tests.durable.support import SECRET, spec, wait_for, written_spec
 
 KEY = SECRET["CHARTER_SECRET_PAYMENTS_REFUND"]
 TYPED = (
@@ -187,16 +187,7 @@ def test_what_a_durable_run_records_of_a_leaking_tool_holds_no_credential(
     """Step outputs (each with the run's snapshot: results, provenance, effects) and the
     workflow's output, when a tool returns its credential in several forms and another
     raises with it."""
-    folder = tmp_path / "leaky"
-    folder.mkdir()
-    (folder / "prompt.md").write_text("Read the tokens.\n", encoding="utf-8")
-    path = folder / "charter.yaml"
-    path.write_text(LEAKY, encoding="utf-8")
-    charter = Charter.load(path)
-    typed = RunSpec(
-        charter_path=str(path), charter_sha256=charter.content_sha256, user="alice",
-        tenant="acme", roles=(), environment="prod", input=TYPED,
-    )  # fmt: skip
+    typed = written_spec(tmp_path / "leaky", LEAKY, prompt="Read the tokens.\n", task=TYPED)
 
     result = asyncio.run(engine.run(typed, run_id="run_leaky"))
 
