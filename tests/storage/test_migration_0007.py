@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import insert, select
 
-from charter.storage import Database, current_revision, head_revision, migrate, upgrade
+from charter.storage import Database, current_revision, head_revision, upgrade
 from charter.storage.tables import (
     approval_requests,
     audit_records,
@@ -26,26 +23,16 @@ from charter.storage.tables import (
     run_labels,
     runs,
 )
+from tests.storage.support import database_at
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _upgrade_to(database: Database, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(Path(migrate.__file__).with_name("migrations")))
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
 
 
 @pytest.fixture
 def at_0006(db_url: str) -> Iterator[Database]:
     """A database at migration 0006 (before canonical people)."""
-    database = Database(db_url)
-    _upgrade_to(database, "0006")
-    assert current_revision(database) == "0006"
-    yield database
-    database.dispose()
+    with database_at(db_url, "0006") as database:
+        yield database
 
 
 def _insert(database: Database, table: Any, *rows: dict[str, Any]) -> None:

@@ -14,11 +14,11 @@ from sqlalchemy import insert, inspect, select, update
 from charter.core.events import EventBus, RunFinished, RunIdentity, RunStarted
 from charter.governance.changelog import GovernanceLog
 from charter.observability.runs import RunRecorder, RunStore
-from charter.storage import Database, current_revision, head_revision, upgrade
+from charter.storage import Database, head_revision, upgrade
 from charter.storage.tables import deployments, governance_events, runs
 from charter.testing import FakeClock
 from tests.observability.test_cost import add_run
-from tests.storage.test_migration_0007 import _upgrade_to
+from tests.storage.support import database_at
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BEYOND_32_BITS = 2**31  # one past the largest 32-bit integer
@@ -38,11 +38,8 @@ WIDE = [
 
 @pytest.fixture
 def at_0007(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    _upgrade_to(database, "0007")
-    assert current_revision(database) == "0007"
-    yield database
-    database.dispose()
+    with database_at(db_url, "0007") as database:
+        yield database
 
 
 def _identity(run_id: str) -> RunIdentity:

@@ -25,25 +25,9 @@ from charter.storage import Database, current_revision, head_revision, tables
 from charter.storage.migrate import READABLE_SINCE, ensure_schema
 from tests.backends import database_url
 from tests.observability.test_audit import make_entry
-from tests.storage.test_migration_0007 import _upgrade_to
+from tests.storage.support import at_revision, opened
 
 RECORDS = 9
-
-
-def at_revision(url: str, revision: str) -> None:
-    """Migrate the empty database at ``url`` up to ``revision`` and no further."""
-    with opened(url) as database:
-        _upgrade_to(database, revision)
-
-
-@contextmanager
-def opened(url: str, *, read_only: bool = False) -> Iterator[Database]:
-    """A handle on ``url``, disposed afterwards."""
-    database = Database(url, read_only=read_only)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @contextmanager

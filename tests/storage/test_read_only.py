@@ -22,7 +22,7 @@ from charter.observability.audit import AuditLog
 from charter.storage import Database, current_revision, head_revision, upgrade
 from charter.storage.migrate import ensure_schema
 from tests.observability.test_audit import make_entry
-from tests.storage.test_old_schema_archive import at_revision
+from tests.storage.support import at_revision
 
 RECORDS = 7
 
