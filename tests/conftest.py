@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from charter.storage import Database, upgrade
 from tests.backends import BACKENDS, database_url
 from tests.skip_summary import pytest_terminal_summary  # noqa: F401  (a hook: one skip line)
 
@@ -16,6 +17,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database URL, once for SQLite and once for Postgres."""
     with database_url(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    """A handle on ``db_url``, upgraded to the newest schema (Postgres is never upgraded
+    implicitly). A module whose tests want it otherwise defines its own."""
+    database = Database(db_url)
+    upgrade(database)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture

@@ -24,14 +24,6 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    upgrade(database)  # Postgres is never upgraded implicitly
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
 def store(database: Database) -> Iterator[KillSwitchStore]:
     with KillSwitchStore(database, FakeClock()) as store:
         yield store

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,19 +16,11 @@ from charter.identity.roles import RoleGrants
 from charter.observability.audit import AuditLog
 from charter.observability.audit_recorder import AuditRecorder
 from charter.observability.runs import RunRecorder
-from charter.storage import Database, upgrade
+from charter.storage import Database
 from charter.testing.clock import FakeClock
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_desk"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    upgrade(database)
-    yield database
-    database.dispose()
 
 
 def record_run(database: Database, charter: str, tenant: str, run_id: str = "run_1") -> None:

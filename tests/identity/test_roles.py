@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from charter.core.errors import DatabaseUnavailable, UserError
 from charter.identity.roles import RoleGrant, RoleGrants, check_identifier
-from charter.storage import Database, upgrade
+from charter.storage import Database
 from charter.testing.clock import FakeClock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    upgrade(database)  # Postgres is never upgraded implicitly
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

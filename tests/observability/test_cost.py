@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,20 +15,12 @@ from charter.execution.approval_store import ApprovalRecord, ApprovalStore
 from charter.identity.roles import RoleGrants
 from charter.observability.cost import CostReporter, approval_wait, group_by, review_cost
 from charter.observability.runs import RunStore
-from charter.storage import Database, upgrade
+from charter.storage import Database
 from charter.storage.tables import runs
 from charter.testing.clock import FakeClock
 from tests.observability.test_timeline import T0, TickingClock, decide, demo_runs
 
 RATE = Decimal(60)
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    upgrade(database)
-    yield database
-    database.dispose()
 
 
 def add_run(database: Database, run_id: str, *, charter: str = "billing", tenant: str = "globex",

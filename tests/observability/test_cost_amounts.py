@@ -3,28 +3,18 @@ usage, or altered) never make a cost report or a metric negative."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from charter.observability.cost import CostReporter
 from charter.observability.metrics import render_metrics
-from charter.storage import Database, upgrade
+from charter.storage import Database
 from charter.testing.clock import FakeClock
 from tests.observability.test_cost import add_run
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    upgrade(database)
-    yield database
-    database.dispose()
 
 
 def test_a_cost_report_leaves_out_costs_that_are_not_amounts(database: Database) -> None:

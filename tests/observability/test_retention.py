@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,18 +13,10 @@ from charter.observability.audit import AuditLog
 from charter.observability.retention import Pruner
 from charter.observability.runs import RunStore
 from charter.observability.timeline import TimelineReader
-from charter.storage import Database, upgrade
+from charter.storage import Database
 from charter.storage.tables import audit_records, run_labels, runs, spans
 from charter.testing.clock import FakeClock
 from tests.observability.test_timeline import T0, TickingClock, add_span, demo_runs
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    upgrade(database)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

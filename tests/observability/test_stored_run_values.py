@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -46,14 +45,6 @@ BAD_MONEY = [
     ("1.50", "-1"),
     ("1.50", "sNaN"),
 ]
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    upgrade(database)
-    yield database
-    database.dispose()
 
 
 def _set(database: Database, run_id: str, **values: Any) -> None:

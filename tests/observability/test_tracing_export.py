@@ -38,7 +38,7 @@ from charter.observability.export import (
 )
 from charter.observability.span_store import SpanStore, SpanStoreExporter
 from charter.observability.tracing import PresetIdGenerator, SpanRecorder, run_span_id
-from charter.storage import Database, upgrade
+from charter.storage import Database
 from charter.testing import ScriptedModel, reply, tool_call
 from tests.execution.harness import write_charter
 from tests.parking import ParkedSteps
@@ -418,14 +418,6 @@ def test_in_process_the_run_span_keeps_its_real_start() -> None:
 
 
 # --- the span store, on SQLite and Postgres --------------------------------------------------
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    db = Database(db_url)
-    upgrade(db)
-    yield db
-    db.dispose()
 
 
 def _spans_of(run_ids: Sequence[str], start: datetime) -> list[ReadableSpan]:
