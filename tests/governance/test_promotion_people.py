@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from charter import Settings
 from charter.core.errors import UserError
-from charter.core.events import EventBus
 from charter.governance.promotion import PromotionRefused
 from charter.governance.service import Governance
-from charter.storage import Database, upgrade
 from charter.storage.tables import deployments, governance_events, releases
-from charter.testing.clock import FakeClock
-from tests.backends import BACKENDS, database_url
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_desk"
-
-
-@pytest.fixture(params=BACKENDS)
-def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Governance]:
-    with database_url(request.param, tmp_path) as url:
-        settings = Settings(home=tmp_path, secrets_dir=tmp_path / "s", database_url=url)
-        database = Database(settings.database)
-        upgrade(database)
-        yield Governance(
-            database, FakeClock(datetime(2026, 11, 24, tzinfo=UTC)), EventBus(), settings
-        )
-        database.dispose()
 
 
 def _passing(release_id: str) -> dict[str, object]:

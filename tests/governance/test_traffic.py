@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,30 +18,10 @@ from charter.governance.releases import Release
 from charter.governance.service import Governance
 from charter.governance.traffic import bucket_of
 from charter.observability.metrics import render_metrics
-from charter.storage import Database, upgrade
 from charter.storage.tables import deployments, governance_events, releases
-from charter.testing.clock import FakeClock
-from tests.backends import BACKENDS, database_url
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "support_desk"
 NAME = "support-triage"
-
-
-@pytest.fixture(params=BACKENDS)
-def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Governance]:
-    with database_url(request.param, tmp_path) as url:
-        settings = Settings(home=tmp_path, secrets_dir=tmp_path / "s", database_url=url)
-        database = Database(settings.database)
-        upgrade(database)
-        bus = EventBus()
-        events: list[object] = []
-        bus.subscribe(events.append)
-        governance = Governance(
-            database, FakeClock(datetime(2026, 11, 24, tzinfo=UTC)), bus, settings
-        )
-        governance.events = events  # type: ignore[attr-defined]
-        yield governance
-        database.dispose()
 
 
 def _variant(tmp_path: Path, name: str, suffix: str) -> Path:
