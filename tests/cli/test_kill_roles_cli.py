@@ -27,16 +27,21 @@ app.add_typer(roles.app, name="roles")
 UNREACHABLE = "postgresql://x:s3cret@127.0.0.1:1/none"
 
 
-@pytest.fixture
-def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+def triage_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment on ``db_url``, where support-triage has run for tenant acme
+    (so killing either is not refused as a typo), and nothing else."""
     database = Database(db_url)
     upgrade(database)  # a shared Postgres database is upgraded on purpose, as in production
-    # support-triage has run for acme here, so killing either is not refused as a typo.
     identity = RunIdentity("run_1", "support-triage", "c" * 64, "acme", "alice", "", (), "dev",
                            "scripted:m", "p" * 64, "t" * 32)  # fmt: skip
     RunRecorder(database)(RunStarted(identity, datetime(2026, 3, 1, tzinfo=UTC), "i" * 64))
     database.dispose()
     return {"CHARTER_HOME": str(tmp_path / "home"), "CHARTER_DATABASE_URL": db_url}
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    return triage_env(db_url, tmp_path)
 
 
 def invoke(env: dict[str, str], *args: str) -> tuple[int, str, str]:

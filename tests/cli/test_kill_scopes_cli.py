@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from charter.cli import kill
-from charter.core.events import RunIdentity, RunStarted
 from charter.observability.audit import AuditLog
-from charter.observability.runs import RunRecorder
-from charter.storage import Database, upgrade
-
-app = typer.Typer()
-app.command()(kill.kill)
-app.command()(kill.revive)
+from tests.cli.test_kill_roles_cli import invoke, triage_env
 
 
 @pytest.fixture
 def env(db_url: str, tmp_path: Path) -> dict[str, str]:
     """A database where support-triage has run for tenant acme, and nothing else."""
-    database = Database(db_url)
-    upgrade(database)
-    identity = RunIdentity("run_1", "support-triage", "c" * 64, "acme", "alice", "", (), "dev",
-                           "scripted:m", "p" * 64, "t" * 32)  # fmt: skip
-    RunRecorder(database)(RunStarted(identity, datetime(2026, 3, 1, tzinfo=UTC), "i" * 64))
-    database.dispose()
-    return {"CHARTER_HOME": str(tmp_path / "home"), "CHARTER_DATABASE_URL": db_url}
-
-
-def invoke(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env=env)
-    return result.exit_code, result.stdout, result.stderr
+    return triage_env(db_url, tmp_path)
 
 
 def active(env: dict[str, str]) -> list[str]:

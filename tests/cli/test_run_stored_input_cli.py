@@ -4,30 +4,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from charter_examples.support_desk.demo import CHARTER_PATH
 
 from charter import Settings
-from charter.storage import Database, upgrade
+from tests.cli.test_runs_cli import charter, process_env
 from tests.durable.test_stored_input import KEY, TYPED, _assert_nowhere
 
-CLI = [sys.executable, "-c", "from charter.cli.app import main; main()"]
 RUN = ["run", str(CHARTER_PATH), "-i", TYPED, "--user", "alice", "--tenant", "acme",
        "--role", "support", "--environment", "prod"]  # fmt: skip
 
 
 @pytest.fixture
 def env(db_url: str, tmp_path: Path) -> dict[str, str]:
-    database = Database(db_url)
-    upgrade(database)
-    database.dispose()
-    return {**os.environ, "CHARTER_HOME": str(tmp_path / "home"), "CHARTER_DATABASE_URL": db_url,
-            "CHARTER_SECRET_PAYMENTS_REFUND": KEY, "COLUMNS": "300"}  # fmt: skip
+    return process_env(db_url, tmp_path, CHARTER_SECRET_PAYMENTS_REFUND=KEY, COLUMNS="300")
 
 
 def _settings(env: dict[str, str]) -> Settings:
@@ -35,11 +27,6 @@ def _settings(env: dict[str, str]) -> Settings:
     return Settings(
         home=home, secrets_dir=home / "secrets", database_url=env["CHARTER_DATABASE_URL"]
     )
-
-
-def charter(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
 
 
 def test_detach_stores_the_input_redacted_and_says_so(env: dict[str, str]) -> None:

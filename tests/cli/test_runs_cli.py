@@ -18,13 +18,20 @@ CLI = [sys.executable, "-c", "from charter.cli.app import main; main()"]
 UNREACHABLE = "postgresql://x:s3cret@127.0.0.1:1/none"
 
 
-@pytest.fixture
-def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+def process_env(db_url: str, tmp_path: Path, **variables: str) -> dict[str, str]:
+    """This process's environment, for the CLI in a process of its own on ``db_url``
+    (upgraded: Postgres is upgraded only on purpose) with its home in ``tmp_path``, plus
+    ``variables``."""
     database = Database(db_url)
     upgrade(database)
     database.dispose()
     return {**os.environ, "CHARTER_HOME": str(tmp_path / "home"), "CHARTER_DATABASE_URL": db_url,
-            "CHARTER_SECRET_PAYMENTS_REFUND": "sk_test_detach_1"}  # fmt: skip
+            **variables}  # fmt: skip
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    return process_env(db_url, tmp_path, CHARTER_SECRET_PAYMENTS_REFUND="sk_test_detach_1")
 
 
 def charter(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
