@@ -11,6 +11,7 @@ import pytest
 
 from charter.contract.loader import Charter
 from charter.contract.tool import tool
+from charter.execution.agent import RunResult
 from charter.identity.principal import Principal
 from charter.runtime import Runtime
 from charter.testing import ScriptedModel, reply, tool_call
@@ -151,6 +152,20 @@ def probe_charter(tmp_path: Path) -> Charter:
     )
 
 
+def probe_agent(runtime: Runtime, tmp_path: Path, principal: Principal) -> RunResult:
+    """The probe charter's agent, run once in staging for ``principal``: it probes, it is done."""
+    model = ScriptedModel([reply("", tool_call("probe", "c1")), reply("done")])
+    return asyncio.run(
+        runtime.run_agent(
+            probe_charter(tmp_path),
+            model,
+            "probe please",
+            principal=principal,
+            environment="staging",
+        )
+    )
+
+
 @pytest.mark.parametrize(
     ("user", "tenant", "roles", "environment", "service", "rule"),
     [
@@ -185,16 +200,9 @@ def test_user_tenant_roles_service_principal_and_environment_reach_cedar(
 
 def test_identity_is_on_every_audit_record_and_on_the_spans(traced: Traced, tmp_path: Path) -> None:
     runtime = traced.runtime
-    model = ScriptedModel([reply("", tool_call("probe", "c1")), reply("done")])
 
-    result = asyncio.run(
-        runtime.run_agent(
-            probe_charter(tmp_path),
-            model,
-            "probe please",
-            principal=Principal("alice", "acme", roles=("auditor", "support")),
-            environment="staging",
-        )
+    result = probe_agent(
+        runtime, tmp_path, Principal("alice", "acme", roles=("auditor", "support"))
     )
 
     assert result.outcome == "succeeded"

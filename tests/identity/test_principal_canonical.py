@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
 from charter.identity.principal import Principal
 from charter.runtime import Runtime
-from charter.testing import ScriptedModel, reply, tool_call
 from tests.execution.harness import Traced, call
-from tests.identity.test_principal import probe_charter
+from tests.identity.test_principal import probe_agent, probe_charter
 
 
 @pytest.mark.parametrize(
@@ -60,16 +58,7 @@ def test_alice_in_capitals_is_alice_to_the_policy(runtime: Runtime, tmp_path: Pa
 
 def test_the_audit_log_and_spans_record_the_canonical_user(traced: Traced, tmp_path: Path) -> None:
     runtime = traced.runtime
-    model = ScriptedModel([reply("", tool_call("probe", "c1")), reply("done")])
-    result = asyncio.run(
-        runtime.run_agent(
-            probe_charter(tmp_path),
-            model,
-            "probe please",
-            principal=Principal("Alice", "acme", roles=("auditor",)),
-            environment="staging",
-        )
-    )
+    result = probe_agent(runtime, tmp_path, Principal("Alice", "acme", roles=("auditor",)))
     assert result.outcome == "succeeded"
     assert result.user == "alice"
     assert {record.entry.user for record in runtime.audit.records()} == {"alice"}
