@@ -41,6 +41,7 @@ from tests.observability.test_audit import (
     attacker,
     log,  # noqa: F401  (a fixture)
     make_entry,
+    reseal,
     sql,
     url,  # noqa: F401  (a fixture)
 )
@@ -98,20 +99,7 @@ def test_fee_text_is_the_plain_form_of_an_amount() -> None:
 def test_a_forged_fee_is_not_a_sealed_entry(log: AuditLog, forged: Any) -> None:  # noqa: F811
     log.append(make_entry(0, fee_usd="0.05"))
     record = log.append(make_entry(1, fee_usd="0.05"))
-    with attacker(log) as conn:
-        payload = sql(
-            conn, "SELECT payload FROM audit_records WHERE row_id = :r", r=record.row_id
-        ).scalar_one()
-        text = canonical_json({**json.loads(payload), "fee_usd": forged})
-        digest = sha256_hex(f"{record.prev_hash}\n{text}")
-        sql(
-            conn,
-            "UPDATE audit_records SET payload = :p, hash = :h WHERE row_id = :r",
-            p=text,
-            h=digest,
-            r=record.row_id,
-        )
-        sql(conn, "UPDATE audit_heads SET hash = :h WHERE tenant = 'acme'", h=digest)
+    reseal(log, record, fee_usd=forged)
     assert_break(log.verify(), "acme", 2, "payload is not a sealed audit entry")
 
 
