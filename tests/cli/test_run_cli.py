@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from charter_examples.support_desk.demo import CHARTER_PATH
@@ -93,16 +94,22 @@ def test_a_run_that_cannot_wait_files_nothing_and_says_how_to_wait(
     assert json.loads(listed.stdout)["requests"] == []
 
 
+def assert_could_not_wait(result: dict[str, Any]) -> None:
+    """The JSON of a run in process stopped at the example's approval gate: it could not wait
+    for the decision, so it filed nothing, and it says how to run it so it can wait."""
+    assert result["outcome"] == "approval_required"
+    assert result["approval"] is None
+    assert result["decision"]["rule_id"] == "require_approval_for[0]"
+    assert "--durable" in result["hint"]
+
+
 def test_a_run_that_cannot_wait_says_so_in_the_json(home: dict[str, str | None]) -> None:
     env = {**home, "CHARTER_SECRET_PAYMENTS_REFUND": SECRET}
     code, out, _ = run_ticket(env, "T-1002", "--json")
 
     assert code == 1
     result = json.loads(out)
-    assert result["outcome"] == "approval_required"
-    assert result["approval"] is None
-    assert result["decision"]["rule_id"] == "require_approval_for[0]"
-    assert "--durable" in result["hint"]
+    assert_could_not_wait(result)
     [held] = [c for c in result["tool_calls"] if c["outcome"] == "approval_required"]
     assert held["tool"] == "issue_refund"
     assert "no request was filed" in held["detail"]

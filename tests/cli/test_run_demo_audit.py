@@ -11,6 +11,7 @@ from charter_examples.support_desk.demo import CHARTER_PATH
 from typer.testing import CliRunner
 
 from charter.cli.app import app
+from tests.cli.test_run_cli import assert_could_not_wait
 
 SECRET = "sk_test_cli_0f9e8d7c6b5a"
 
@@ -113,13 +114,9 @@ def test_run_exits_1_when_the_run_waits_for_approval(env: dict[str, str]) -> Non
         "--json",
     )
     assert code == 1
-    result = json.loads(out)
-    assert result["outcome"] == "approval_required"
     # In process, the run cannot wait for the decision: nothing is filed, and the output
     # says how to run it so it can wait (tests/cli/test_run_cli.py).
-    assert result["approval"] is None
-    assert result["decision"]["rule_id"] == "require_approval_for[0]"
-    assert "--durable" in result["hint"]
+    assert_could_not_wait(json.loads(out))
 
 
 def test_run_in_prod_without_the_support_role_is_denied_by_the_raw_cedar_rule(
