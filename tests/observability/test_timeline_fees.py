@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,9 +35,8 @@ from tests.execution.harness import runtime_fixture
 from tests.execution.test_tool_fees import FEE, NO_HANG, Desk, fee_charter
 from tests.observability.test_audit import make_entry
 from tests.observability.test_cost import add_run
+from tests.observability.test_timeline import T0
 from tests.parking import Parked, StopAtApproval
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture

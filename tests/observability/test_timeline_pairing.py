@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from charter.core.canonical import sha256_hex
 from charter.execution.agent import RunResult, run_agent
 from charter.observability.audit import AuditEntry, AuditLog
 from charter.observability.audit_reader import call_step
-from charter.observability.timeline import Timeline, TimelineReader, ToolCallStep
+from charter.observability.timeline import TimelineReader
 from charter.storage import Database
 from charter.testing import FakeClock, ScriptedModel
 from tests.execution.harness import runtime_fixture
@@ -36,8 +36,8 @@ from tests.execution.test_effect_records import (
     Desk,
     records_charter,
 )
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+from tests.observability.test_timeline import T0, tool_steps
+from tests.observability.test_timeline_fees import timeline
 
 
 @pytest.fixture
@@ -56,16 +56,6 @@ runtime = runtime_fixture(start=T0)  # its home is ``home``
 def drive(runtime: Runtime, charter: Charter, *turns: Any) -> RunResult:
     run = runtime.start_run(charter, Principal("alice", "acme"), resources=(Desk(),))
     return asyncio.run(run_agent(run, ScriptedModel(list(turns)), "go", price=None))
-
-
-def timeline(runtime: Runtime, run_id: str) -> Timeline:
-    found = TimelineReader(runtime.database, FakeClock(T0)).find(run_id)
-    assert found is not None
-    return found
-
-
-def tool_steps(t: Timeline) -> list[ToolCallStep]:
-    return [s for s in t.steps if isinstance(s, ToolCallStep)]
 
 
 def shown(home: Path, run_id: str, *args: str, code: int | None = None) -> str:
