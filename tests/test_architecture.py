@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 import charter
 
@@ -88,13 +93,45 @@ def test_every_package_is_shipped_in_the_wheel() -> None:
     assert on_disk <= shipped
 
 
+def _is_type_checking_imports(node: ast.stmt) -> bool:
+    # ``if TYPE_CHECKING:`` holding only imports: what a type checker reads, never run.
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+        and not node.orelse
+        and all(isinstance(inner, ast.Import | ast.ImportFrom) for inner in node.body)
+    )
+
+
+def _is_docstring_or_lazy_table(node: ast.stmt) -> bool:
+    # A bare expression is the docstring, or the one call handing a name table to
+    # ``export_lazily`` (charter/__init__.py: importing the package must stay cheap).
+    if not isinstance(node, ast.Expr):
+        return False
+    if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+        return True
+    call = node.value
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == "export_lazily"
+        and [ast.unparse(arg) for arg in call.args[:1]] == ["globals()"]
+        and len(call.args) == 2
+        and isinstance(call.args[1], ast.Dict)
+        and all(isinstance(part, ast.Constant) for part in call.args[1].keys + call.args[1].values)
+    )
+
+
 def test_init_files_hold_no_logic() -> None:
     for init in SRC.rglob("__init__.py"):
         tree = ast.parse(init.read_text(encoding="utf-8"))
         for node in tree.body:
-            assert isinstance(node, ast.Expr | ast.Import | ast.ImportFrom | ast.Assign), (
-                f"{init}: only a docstring, imports and __all__ belong in __init__.py"
-            )
+            assert (
+                isinstance(node, ast.Import | ast.ImportFrom | ast.Assign)
+                or _is_docstring_or_lazy_table(node)
+                or _is_type_checking_imports(node)
+            ), f"{init}: only a docstring, imports and __all__ belong in __init__.py"
 
 
 def test_public_api_is_sorted_and_importable() -> None:
@@ -139,3 +176,68 @@ def test_public_api_is_pinned() -> None:
         "Verdict",
         "tool",
     ]
+
+
+def _public_api_sources() -> tuple[dict[str, str], dict[str, str]]:
+    """What ``charter/__init__.py`` tells a type checker and what it serves, name -> module."""
+    tree = ast.parse((SRC / "__init__.py").read_text(encoding="utf-8"))
+    typed: dict[str, str] = {}
+    served: dict[str, str] = {}
+    for node in tree.body:
+        if _is_type_checking_imports(node):
+            assert isinstance(node, ast.If)
+            for inner in node.body:
+                assert isinstance(inner, ast.ImportFrom)
+                assert inner.module
+                typed.update({alias.name: inner.module for alias in inner.names})
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            table = node.value.args[1]
+            assert isinstance(table, ast.Dict)
+            served.update(
+                {
+                    ast.literal_eval(k): ast.literal_eval(v)
+                    for k, v in zip(table.keys, table.values, strict=True)
+                    if k
+                }
+            )
+    return typed, served
+
+
+def test_type_checkers_see_what_the_package_serves() -> None:
+    typed, served = _public_api_sources()
+    assert typed == served
+    assert sorted(served) == charter.__all__
+
+
+def test_public_names_are_the_objects_of_their_modules() -> None:
+    _, served = _public_api_sources()
+    for name, module in served.items():
+        assert getattr(charter, name) is getattr(importlib.import_module(module), name), name
+
+
+def test_public_names_are_listed_before_they_are_read() -> None:
+    listing = subprocess.run(
+        [sys.executable, "-c", "import charter; print(' '.join(dir(charter)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert set(charter.__all__) <= set(listing)
+    assert "__version__" in listing
+
+
+def test_an_unknown_public_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match=r"^module 'charter' has no attribute 'NoSuchThing'$"):
+        charter.NoSuchThing  # noqa: B018
+
+
+def test_importing_the_package_imports_no_storage_or_durable_library() -> None:
+    probe = (
+        "import sys, charter; from charter import Settings, UserError; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dbos', 'alembic', 'sqlalchemy', 'opentelemetry', 'cedarpy'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []
